@@ -1,0 +1,1 @@
+"""Evaluation of detectors against labelled benchmarks (NAB scoring)."""

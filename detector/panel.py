@@ -1,0 +1,110 @@
+"""The panel: many series on one regular time grid, the shape every model works on.
+
+Models score a ``(time x series)`` float array at once instead of looping over series, which is
+what makes 1,000 series x 4 weeks fit in seconds. A bucket with no row is NaN in the panel
+(missing data), never 0.
+
+>>> df = pd.DataFrame({
+...     "timestamp": pd.to_datetime(["2026-01-01 00:00", "2026-01-01 00:10"], utc=True),
+...     "series": ["a", "a"], "value": [1.0, 3.0]})
+>>> p = to_panel(df)
+>>> p.freq, p.values[:, 0].tolist()
+(Timedelta('0 days 00:10:00'), [1.0, 3.0])
+>>> to_panel(df, freq="5min").values[:, 0].tolist()
+[1.0, nan, 3.0]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from detector.errors import ConfigError, InputError
+
+
+@dataclass
+class Panel:
+    """Series aligned on a regular UTC grid.
+
+    ``values[t, j]`` is series ``j`` at ``index[t]``; ``first[j]``/``last[j]`` are the rows of
+    the series' first and last observation, so output is not padded before a series began.
+    """
+
+    values: np.ndarray
+    index: pd.DatetimeIndex
+    series: list[str]
+    freq: pd.Timedelta
+    first: np.ndarray
+    last: np.ndarray
+    denominator: np.ndarray | None = None
+
+    @property
+    def steps_per_day(self) -> float:
+        return pd.Timedelta("1D") / self.freq
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def parse_freq(freq: str | pd.Timedelta) -> pd.Timedelta:
+    """Parse ``"5min"``, ``"1h"``, ``"30s"``; raise :class:`ConfigError` on anything else."""
+    try:
+        delta = pd.Timedelta(freq)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"The 'freq' option must be a duration like '5min' or '1h'. Got {freq!r} instead."
+        ) from exc
+    if delta <= pd.Timedelta(0):
+        raise ConfigError(f"The 'freq' option must be a positive duration. Got {freq!r} instead.")
+    return delta
+
+
+def infer_freq(data: pd.DataFrame) -> pd.Timedelta:
+    """The typical spacing of observations: the median gap between a series' timestamps.
+
+    The median, not the minimum, so that a few jittered or duplicated timestamps do not shrink
+    the grid. Rounded to whole seconds.
+    """
+    ts = data[["series", "timestamp"]].drop_duplicates().sort_values(["series", "timestamp"])
+    gaps = ts.groupby("series", sort=False)["timestamp"].diff().dropna()
+    gaps = gaps[gaps > pd.Timedelta(0)]
+    if gaps.empty:
+        raise InputError(
+            "cannot infer the time step from a single timestamp per series; pass --freq"
+        )
+    return pd.Timedelta(seconds=max(1, round(gaps.median().total_seconds())))
+
+
+def to_panel(data: pd.DataFrame, freq: str | pd.Timedelta | None = None) -> Panel:
+    """Bucket long data (``timestamp, series, value[, denominator]``) onto a regular grid.
+
+    Irregular timestamps are floored to the grid (aligned to the UTC epoch, so 5-minute buckets
+    start at :00, :05, ...); several rows in one bucket are averaged.
+    """
+    step = parse_freq(freq) if freq is not None else infer_freq(data)
+    bucket = data["timestamp"].dt.floor(step)
+    has_den = "denominator" in data.columns
+    frame = pd.DataFrame({"bucket": bucket, "series": data["series"], "value": data["value"]})
+    if has_den:
+        frame["denominator"] = data["denominator"]
+    grouped = frame.groupby(["bucket", "series"], sort=True).mean()
+    names = sorted(frame["series"].unique().tolist())
+    start, end = grouped.index.get_level_values(0).min(), grouped.index.get_level_values(0).max()
+    index = pd.date_range(start, end, freq=step)
+    wide = grouped["value"].unstack("series").reindex(index=index, columns=names)
+    values = wide.to_numpy(dtype=float)
+    den = None
+    if has_den:
+        den = grouped["denominator"].unstack("series").reindex(index=index, columns=names)
+        den = den.to_numpy(dtype=float)
+    # First/last *rows present in the file* (a present row may carry an empty value).
+    present = grouped.index.to_frame(index=False)
+    pos = index.get_indexer(present["bucket"])
+    col = pd.Index(names).get_indexer(present["series"])
+    first = np.full(len(names), len(index), dtype=int)
+    last = np.full(len(names), -1, dtype=int)
+    np.minimum.at(first, col, pos)
+    np.maximum.at(last, col, pos)
+    return Panel(values, index, names, step, first, last, den)
