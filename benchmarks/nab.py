@@ -10,7 +10,10 @@ frequencies differ, and NAB requires every file to be handled independently), an
 matched back to the file's rows by timestamp. Two figures per profile:
 
 * the NAB score with the corpus-optimised threshold on ``score`` (what NAB's scoreboard reports),
-* the NAB score of the detector's own decisions (``is_anomaly``), i.e. what a user gets.
+* the NAB score of the detector's own decisions, i.e. what a user gets: the rows where an alert
+  starts (``is_anomaly`` true after a row where it was false). An alert is a run of flagged rows
+  and notifies once, so its onset is the detection; counting every row of a long anomaly as a
+  new detection would charge one alert many times.
 
 ``--baseline zscore`` swaps the engine for :func:`rolling_zscore_baseline`, a plain causal
 rolling z-score implemented here, as a reference point (and to exercise this runner without the
@@ -121,7 +124,9 @@ def detect_file(frame: pd.DataFrame, detect: Detector) -> tuple[pd.DataFrame, in
     scored = scored.drop_duplicates("timestamp", keep="last")[["timestamp", "score", "is_anomaly"]]
     aligned = frame[["timestamp"]].merge(scored, on="timestamp", how="left")
     unmatched = int(aligned["score"].isna().sum())
-    aligned["is_anomaly"] = aligned["is_anomaly"].astype("boolean").fillna(False).astype(bool)
+    flagged = aligned["is_anomaly"].astype("boolean").fillna(False).astype(bool)
+    aligned["is_anomaly"] = flagged
+    aligned["onset"] = flagged & ~flagged.shift(1, fill_value=False)
     return aligned, unmatched
 
 
@@ -222,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run_detector(args.data, names, detect)
     detected = time.perf_counter()
     scores = {
-        p: (nab_score(results, windows, p), nab_score_decisions(results, windows, p))
+        p: (nab_score(results, windows, p), nab_score_decisions(results, windows, p, column="onset"))
         for p in PROFILES
     }
     finished = time.perf_counter()

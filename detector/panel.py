@@ -80,11 +80,15 @@ def infer_freq(data: pd.DataFrame) -> pd.Timedelta:
 def to_panel(data: pd.DataFrame, freq: str | pd.Timedelta | None = None) -> Panel:
     """Bucket long data (``timestamp, series, value[, denominator]``) onto a regular grid.
 
-    Irregular timestamps are floored to the grid (aligned to the UTC epoch, so 5-minute buckets
-    start at :00, :05, ...); several rows in one bucket are averaged.
+    Irregular timestamps are floored to the grid; several rows in one bucket are averaged. The
+    grid is aligned to the UTC epoch (5-minute buckets start at :00, :05, ...) shifted by the
+    most common offset of the data, so data stamped at :02, :07, ... keeps its own timestamps.
     """
     step = parse_freq(freq) if freq is not None else infer_freq(data)
-    bucket = data["timestamp"].dt.floor(step)
+    ts = data["timestamp"]
+    offsets = (ts - pd.Timestamp(0, tz="UTC")) % step
+    shift = offsets.mode().iloc[0] if len(offsets) else pd.Timedelta(0)
+    bucket = (ts - shift).dt.floor(step) + shift
     has_den = "denominator" in data.columns
     frame = pd.DataFrame({"bucket": bucket, "series": data["series"], "value": data["value"]})
     if has_den:

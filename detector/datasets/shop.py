@@ -248,7 +248,7 @@ SHOWS: tuple[Show, ...] = (
 # Daily activity in local time: (peak hour, width in hours, height) bumps on a night floor.
 _WEEKDAY_BUMPS = ((9.5, 1.5, 0.45), (12.75, 1.3, 0.9), (16.0, 2.5, 0.5), (20.75, 1.8, 1.2))
 _WEEKEND_BUMPS = ((11.0, 2.0, 0.5), (13.5, 1.8, 0.7), (16.5, 2.5, 0.6), (20.5, 2.0, 1.4))
-_NIGHT_FLOOR = 0.06
+_NIGHT_FLOOR = 0.10
 # Monday..Friday volume relative to the weekday mean (weekend factors are per market).
 _WEEKDAY_FACTORS = (1.05, 1.0, 1.0, 0.97, 0.92)
 
@@ -326,7 +326,7 @@ def _local_time(index: pd.DatetimeIndex, tz: str) -> _LocalTime:
     local = index.tz_convert(tz)
     naive = local.tz_localize(None).as_unit("ns").asi8
     hour = local.hour.to_numpy() + local.minute.to_numpy() / 60.0
-    return _LocalTime(hour, local.dayofweek.to_numpy(), naive / _NS_PER_DAY)
+    return _LocalTime(hour, local.day_of_week.to_numpy(), naive / _NS_PER_DAY)
 
 
 def _week_factor(dow: np.ndarray, saturday: float, sunday: float) -> np.ndarray:
@@ -435,7 +435,7 @@ def _fx(pair: Pair, index: pd.DatetimeIndex, scale: float, seed: int) -> _Work:
     hour = index.hour.to_numpy() + index.minute.to_numpy() / 60.0
     vol = 0.6 + 0.8 * np.exp(-0.5 * ((hour - 13.0) / 4.0) ** 2)
     sd = 2.5e-4 * np.sqrt(scale)
-    steps = rng.standard_t(4, len(index)) / np.sqrt(2.0) * sd * vol
+    steps = rng.standard_t(6, len(index)) / np.sqrt(1.5) * sd * vol
     steps[0] = 0.0
     level = pair.level * np.exp(np.cumsum(steps))
     extra = {"sd": sd}
@@ -448,7 +448,7 @@ def _tickets(show: Show, index: pd.DatetimeIndex, scale: float, seed: int) -> _W
     weeks = (index.asi8 - index.asi8[0]) / (7 * _NS_PER_DAY)
     trend = np.exp(rng.uniform(0.03, 0.12) * weeks)  # sales pick up as the show approaches
     mu = show.tickets * scale * daily_shape(lt.hour, lt.dow >= 5) * trend
-    counts = _neg_binomial(rng, mu, size=1.5)
+    counts = _neg_binomial(rng, mu, size=2.0)  # tickets come in small groups
     return _Work(f"tickets.{show.name}", "count", counts.astype(float), mu)
 
 
@@ -502,15 +502,25 @@ def _try_place(
     bounds: tuple[int, int],
     freq: pd.Timedelta,
 ) -> _Planned | None:
-    """Draw targets, times and sizes until an eligible one is found (or give up)."""
-    candidates = [w for w in work.values() if w.name.startswith(f"{recipe.family}.")]
+    """Draw targets, times and sizes until an eligible one is found (or give up).
+
+    The first half of the attempts only considers series without an incident yet, to spread
+    incidents over series; a series never gets two level shifts (they would compound).
+    """
+    family = [w for w in work.values() if w.name.startswith(f"{recipe.family}.")]
     if recipe.family == "payment":
-        candidates = [w for w in work.values() if w.kind == "ratio"]
-    if not candidates:
-        return None
+        family = [w for w in work.values() if w.kind == "ratio"]
+    used = {p.target for p in planned}
+    shifted = {p.target for p in planned if p.recipe.name == "level_shift"}
+    if recipe.name == "level_shift":
+        family = [w for w in family if w.name not in shifted]
+    fresh = [w for w in family if w.name not in used]
     margin = int(_MIN_SEPARATION / freq)
     first, last = bounds
-    for _ in range(400):
+    for attempt in range(400):
+        candidates = fresh if fresh and attempt < 200 else family
+        if not candidates:
+            return None
         target = candidates[rng.integers(len(candidates))]
         lo, hi = recipe.minutes
         minutes = float(rng.uniform(lo, hi))

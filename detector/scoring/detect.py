@@ -99,12 +99,22 @@ def _periods(bounds: list[int], total: int, window: int, causal: bool):
 
 
 def calibration(
-    stat2: np.ndarray, bounds: list[int], window: int, ok: np.ndarray, causal: bool = True
+    stat2: np.ndarray,
+    bounds: list[int],
+    window: int,
+    ok: np.ndarray,
+    causal: bool = True,
+    quantile: float = 0.5,
+    reference: float = _NORMAL_MEDIAN_SQ,
+    low: float = 0.5,
 ) -> np.ndarray:
-    """Per refit period, the median of past squared z over ``window`` rows, over a normal's.
+    """Per refit period, a past quantile of ``stat2`` over ``window`` rows, over a normal's.
 
-    Returns an array of the same shape holding, for each row, the factor fitted on rows
-    before its period began (1 where there is not enough past).
+    With the defaults: the median of past squared z over that of a normal variable (a variance
+    correction). With ``quantile=0.99`` on squared z and ``reference=2.576**2``: how much
+    heavier the tail is than a normal one. Returns an array of the same shape holding, for
+    each row, the factor fitted on rows before its period began (1 where there is too little
+    past), clipped to ``[low, 1e6]``.
     """
     out = np.ones_like(stat2)
     n = stat2.shape[1]
@@ -113,10 +123,10 @@ def calibration(
         enough = np.sum(ok[lo:start], axis=0) >= 24
         if start - lo == 0 or not enough.any():
             continue
-        med = np.full(n, np.nan)
-        med[enough] = np.nanmedian(past[:, enough], axis=0)
-        k = np.where(np.isfinite(med) & (med > 0), med / _NORMAL_MEDIAN_SQ, 1.0)
-        out[a:stop] = np.clip(k, 0.5, 1e6)[None, :]
+        q = np.full(n, np.nan)
+        q[enough] = np.nanquantile(past[:, enough], quantile, axis=0)
+        k = np.where(np.isfinite(q) & (q > 0), q / reference, 1.0)
+        out[a:stop] = np.clip(k, low, 1e6)[None, :]
     return out
 
 
@@ -208,6 +218,11 @@ def _scale_z(
         z = np.where(valid, s / np.sqrt(np.where(v > 0, v, 1.0)), 0.0)
     kappa = calibration(z * z, bounds, window, valid, causal)
     z = z / np.sqrt(kappa)
+    # Heavy tails: where the past's 99th percentile of |z| exceeds a normal's, shrink z so a
+    # series that spikes every day does not alert every day.
+    tail = calibration(z * z, bounds, window, valid, causal, 0.99, 2.576**2, 1.0)
+    kappa = kappa * tail
+    z = z / np.sqrt(tail)
     if count.any():
         # Counts: exact-ish negative binomial tails where the normal one could mislead.
         cols = np.flatnonzero(count)
