@@ -158,6 +158,7 @@ class ShopMetrics:
     ``data`` is long: ``timestamp`` (datetime64[ns, UTC]), ``series`` (str), ``value`` (float)
     and ``denominator`` (float; attempts for ratio series, NaN elsewhere). ``series_kinds`` maps
     each series to ``count``, ``sum``, ``ratio`` or ``level`` (fx rates: judge their changes).
+    ``end`` is exclusive (the last bucket is ``end - freq``).
     """
 
     data: pd.DataFrame
@@ -168,6 +169,7 @@ class ShopMetrics:
     start: pd.Timestamp
     end: pd.Timestamp
     warmup_end: pd.Timestamp
+    seed: int
 
 
 # --------------------------------------------------------------------------------------------
@@ -531,7 +533,8 @@ def _try_place(
         stop = start + length
         if _busy(planned, target.name, start, stop, margin):
             continue
-        found = _size(recipe, target, start, stop, rng, _fmt_minutes(length * freq / _MINUTE))
+        text = _fmt_minutes(length * freq / _MINUTE)
+        found = _size(recipe, target, start, stop, rng, text, freq / _BASE_STEP)
         if found is None:
             continue
         size, text = found
@@ -546,9 +549,13 @@ def _size(
     stop: int,
     rng: np.random.Generator,
     minutes: str,
+    scale: float,
 ) -> tuple[float, str] | None:
-    """Pick the incident's size; None if the target is too small there to make it visible."""
-    mu = float(np.mean(target.mu[start:stop]))
+    """Pick the incident's size; None if the target is too small there to make it visible.
+
+    Size thresholds are per 5 minutes (``scale`` = bucket / 5 minutes), whatever the bucket.
+    """
+    mu = float(np.mean(target.mu[start:stop])) / scale
     market = target.name.split(".", 1)[1]
     if recipe.name == "level_shift":
         if mu < 20:
@@ -574,7 +581,7 @@ def _size(
     if recipe.name == "rate_dip":
         p = target.extra["p"][start:stop]  # type: ignore[index]
         points = float(rng.uniform(0.05, 0.20))
-        noise = np.sqrt(np.mean(p * (1 - p)) / max(mu, 1e-9))
+        noise = np.sqrt(np.mean(p * (1 - p)) / max(mu * scale, 1e-9))  # one bucket's noise
         if mu < 40 or points < 3 * noise or points > float(p.min()) - 0.05:
             return None
         return points, f"success rate down {points * 100:.0f} points for {minutes}: issuer outage"
@@ -837,6 +844,7 @@ def make_shop_metrics(
         start=index[0],
         end=index[-1] + step,
         warmup_end=index[min(warmup, len(index) - 1)],
+        seed=seed,
     )
 
 

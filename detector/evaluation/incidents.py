@@ -412,8 +412,23 @@ def combine_reports(reports: Sequence[EvaluationReport]) -> EvaluationReport:
 # --------------------------------------------------------------------------------------------
 
 
-def _prepare(scored: pd.DataFrame, start: pd.Timestamp | None) -> pd.DataFrame:
-    """Check the columns; return timestamp (naive UTC), series, flag, score, kind, sorted."""
+@dataclass(frozen=True)
+class _Rows:
+    """The scored rows as arrays sorted by (series, timestamp); timestamps naive UTC [ns]."""
+
+    names: np.ndarray  # series name per code
+    code: np.ndarray  # series code per row
+    ts: np.ndarray  # datetime64[ns]
+    flag: np.ndarray  # bool
+    source: np.ndarray  # row position in the scored frame (to fetch score and kind)
+
+    def code_of(self, series: str) -> int:
+        hits = np.flatnonzero(self.names == series)
+        return int(hits[0]) if hits.size else -1
+
+
+def _prepare(scored: pd.DataFrame, start: pd.Timestamp | None) -> _Rows:
+    """Check the columns and sort; rows before ``start`` are dropped."""
     for col in ("timestamp", "series", "is_anomaly"):
         if col not in scored.columns:
             raise InputError(
@@ -421,88 +436,108 @@ def _prepare(scored: pd.DataFrame, start: pd.Timestamp | None) -> pd.DataFrame:
                 column=col,
             )
     try:
-        ts = pd.to_datetime(scored["timestamp"], utc=True).dt.tz_convert(None).dt.as_unit("ns")
+        stamps = pd.to_datetime(scored["timestamp"], utc=True)
+        ts = stamps.dt.tz_convert(None).dt.as_unit("ns").to_numpy()
     except (ValueError, TypeError) as exc:
         raise InputError(f"cannot read timestamps: {exc}", column="timestamp") from exc
+    if np.isnat(ts).any():
+        raise InputError("empty timestamp", column="timestamp", row=int(np.isnat(ts).argmax()))
     try:
-        flags = scored["is_anomaly"].astype("boolean").fillna(False)
+        flag = scored["is_anomaly"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     except (ValueError, TypeError) as exc:
         raise InputError(f"is_anomaly must be True/False: {exc}", column="is_anomaly") from exc
-    frame = pd.DataFrame(
-        {
-            "timestamp": ts.to_numpy(),
-            "series": scored["series"].astype(str).to_numpy(),
-            "flag": flags.to_numpy(dtype=bool),
-            "score": (
-                pd.to_numeric(scored["score"], errors="coerce").to_numpy(dtype=float)
-                if "score" in scored.columns
-                else np.full(len(scored), np.nan)
-            ),
-            "kind": (
-                scored["kind"].fillna("").astype(str).to_numpy()
-                if "kind" in scored.columns
-                else np.full(len(scored), "", dtype=object)
-            ),
-        }
-    )
+    code, names = pd.factorize(scored["series"])
+    if (code < 0).any():
+        raise InputError("empty series name", column="series", row=int((code < 0).argmax()))
+    order = np.lexsort((ts, code))
     if start is not None:
-        frame = frame[frame["timestamp"] >= start.tz_convert(None)]
-    return frame.sort_values(["series", "timestamp"], kind="stable").reset_index(drop=True)
+        order = order[ts[order] >= np.datetime64(start.tz_convert(None), "ns")]
+    names = np.asarray([str(n) for n in names], dtype=object)
+    return _Rows(names, code[order], ts[order], flag[order], order)
 
 
-def _median_step(frame: pd.DataFrame) -> pd.Timedelta:
-    steps = frame.groupby("series", sort=False)["timestamp"].diff().dropna()
-    steps = steps[steps > pd.Timedelta(0)]
-    return steps.median() if not steps.empty else pd.Timedelta(0)
+def _median_step(rows: _Rows) -> pd.Timedelta:
+    same = rows.code[1:] == rows.code[:-1]
+    steps = np.diff(rows.ts)[same]
+    steps = steps[steps > np.timedelta64(0, "ns")]
+    return pd.Timedelta(np.median(steps.astype(np.int64)), "ns") if steps.size else pd.Timedelta(0)
 
 
-def _series_weeks(frame: pd.DataFrame, freq: pd.Timedelta) -> float:
-    spans = frame.groupby("series", sort=False)["timestamp"].agg(["min", "max"])
-    return float(((spans["max"] - spans["min"] + freq) / _WEEK).sum())
+def _series_weeks(rows: _Rows, freq: pd.Timedelta) -> float:
+    if rows.ts.size == 0:
+        return 0.0
+    first = np.flatnonzero(np.r_[True, rows.code[1:] != rows.code[:-1]])
+    last = np.r_[first[1:] - 1, rows.ts.size - 1]
+    spans = (rows.ts[last] - rows.ts[first]).astype(np.int64).sum() + first.size * freq.value
+    return float(spans / _WEEK.value)
 
 
 def _in_windows(
-    series: np.ndarray, ts: np.ndarray, windows: Iterable[tuple[str, object, object]]
+    rows: _Rows, idx: np.ndarray, windows: Iterable[tuple[str, pd.Timestamp, pd.Timestamp]]
 ) -> np.ndarray:
-    """Which (series, ts) rows fall in any ``[start, end)`` window of their series (or "*")."""
-    hit = np.zeros(len(ts), bool)
+    """Which rows ``idx`` fall in any ``[start, end)`` window of their series (or of "*")."""
+    hit = np.zeros(idx.size, bool)
+    ts, code = rows.ts[idx], rows.code[idx]
     for name, lo, hi in windows:
-        lo64 = np.datetime64(pd.Timestamp(lo).tz_convert(None), "ns")
-        hi64 = np.datetime64(pd.Timestamp(hi).tz_convert(None), "ns")
-        inside = (ts >= lo64) & (ts < hi64)
-        hit |= inside if name == "*" else inside & (series == name)
+        inside = (ts >= np.datetime64(lo.tz_convert(None), "ns")) & (
+            ts < np.datetime64(hi.tz_convert(None), "ns")
+        )
+        hit |= inside if name == "*" else inside & (code == rows.code_of(name))
     return hit
 
 
-def _runs(flagged: pd.DataFrame, max_gap: int) -> np.ndarray:
+def _runs(idx: np.ndarray, code: np.ndarray, gap: np.ndarray, max_gap: int) -> np.ndarray:
     """Run id per flagged row: new run on a new series, a longer pause, or a gap border."""
-    pos = flagged["pos"].to_numpy()
-    series = flagged["series"].to_numpy()
-    gap = flagged["in_gap"].to_numpy()
-    new = np.ones(len(pos), bool)
-    if len(pos) > 1:
-        new[1:] = (series[1:] != series[:-1]) | (pos[1:] - pos[:-1] - 1 > max_gap)
+    new = np.ones(idx.size, bool)
+    if idx.size > 1:
+        new[1:] = (code[1:] != code[:-1]) | (idx[1:] - idx[:-1] - 1 > max_gap)
         new[1:] |= gap[1:] != gap[:-1]
     return np.cumsum(new) - 1
 
 
-def _alerts(flagged: pd.DataFrame) -> list[Alert]:
-    out = []
-    for _, run in flagged.groupby("run", sort=True):
-        scores = run["score"].to_numpy()
-        kinds = run["kind"][run["kind"] != ""]
-        out.append(
-            Alert(
-                series=str(run["series"].iloc[0]),
-                start=pd.Timestamp(run["timestamp"].iloc[0]).tz_localize("UTC"),
-                end=pd.Timestamp(run["timestamp"].iloc[-1]).tz_localize("UTC"),
-                n_flagged=len(run),
-                max_score=float(np.nanmax(scores)) if np.isfinite(scores).any() else float("nan"),
-                kind=str(kinds.mode().iloc[0]) if not kinds.empty else "",
-                matched=bool(run["matched"].any()),
-                in_gap=bool(run["in_gap"].iloc[0]),
-            )
+def _column(scored: pd.DataFrame, name: str, rows: np.ndarray) -> np.ndarray | None:
+    return scored[name].iloc[rows].to_numpy() if name in scored.columns else None
+
+
+def _alerts(
+    rows: _Rows, idx: np.ndarray, run: np.ndarray, flags: dict[str, np.ndarray]
+) -> list[Alert]:
+    """One :class:`Alert` per run, aggregated with numpy (many runs must stay fast)."""
+    if idx.size == 0:
+        return []
+    first = np.flatnonzero(np.r_[True, run[1:] != run[:-1]])
+    last = np.r_[first[1:] - 1, idx.size - 1]
+    score = flags["score"]
+    best = np.maximum.reduceat(np.where(np.isnan(score), -np.inf, score), first)
+    matched = np.logical_or.reduceat(flags["matched"], first)
+    kind = _run_kinds(run, flags["kind"], first.size)
+    ts = rows.ts[idx]
+    return [
+        Alert(
+            series=str(rows.names[rows.code[idx[f]]]),
+            start=pd.Timestamp(ts[f]).tz_localize("UTC"),
+            end=pd.Timestamp(ts[e]).tz_localize("UTC"),
+            n_flagged=int(e - f + 1),
+            max_score=float(b) if np.isfinite(b) else float("nan"),
+            kind=k,
+            matched=bool(m),
+            in_gap=bool(flags["in_gap"][f]),
         )
+        for f, e, b, m, k in zip(first, last, best, matched, kind, strict=True)
+    ]
+
+
+def _run_kinds(run: np.ndarray, kind: np.ndarray, n_runs: int) -> list[str]:
+    """The most frequent non-empty kind of each run (ties: alphabetical), "" if none."""
+    out = [""] * n_runs
+    frame = pd.DataFrame({"run": run, "kind": kind})
+    frame = frame[frame["kind"] != ""]
+    if frame.empty:
+        return out
+    counts = frame.groupby(["run", "kind"], sort=True).size().rename("n").reset_index()
+    counts = counts.sort_values(["run", "n"], ascending=[True, False], kind="stable")
+    for r, k in counts.drop_duplicates("run")[["run", "kind"]].itertuples(index=False):
+        out[int(r)] = str(k)
     return out
 
 
@@ -519,7 +554,8 @@ def evaluate(
 
     ``scored`` needs ``timestamp``, ``series`` and ``is_anomaly``; ``score`` and ``kind`` are
     used for the false-alert list when present. ``freq`` (the bucket size, for series-weeks) is
-    inferred from the timestamps when not given.
+    inferred from the timestamps when not given. ``labels`` may also be a
+    :class:`~detector.datasets.shop.ShopMetrics`.
 
     >>> ts = pd.date_range("2026-01-05", periods=4, freq="5min", tz="UTC")
     >>> scored = pd.DataFrame({"timestamp": ts, "series": "a",
@@ -536,38 +572,50 @@ def evaluate(
     if not isinstance(max_gap, int) or max_gap < 0:
         raise InputError(f"max_gap must be a non-negative integer, got {max_gap!r}")
     first = to_utc(start, what="start") if start is not None else None
-    frame = _prepare(scored, first)
-    frame["pos"] = np.arange(len(frame))
-    step = pd.Timedelta(freq) if freq is not None else _median_step(frame)
-    series_weeks = _series_weeks(frame, step) if not frame.empty else 0.0
+    rows = _prepare(scored, first)
+    step = pd.Timedelta(freq) if freq is not None else _median_step(rows)
+    series_weeks = _series_weeks(rows, step)
 
-    last = frame["timestamp"].max().tz_localize("UTC") if not frame.empty else None
+    last = pd.Timestamp(rows.ts.max()).tz_localize("UTC") if rows.ts.size else None
     incidents = [
         i
         for i in labels.incidents
         if last is not None and (first is None or i.start >= first) and i.start <= last
     ]
+    idx = np.flatnonzero(rows.flag)
+    in_gap = _in_windows(rows, idx, ((g.series, g.start, g.end) for g in labels.gaps))
     windows = [(i.series, i.start, i.end + grace_td) for i in incidents]
+    source = rows.source[idx]
+    score = _column(scored, "score", source)
+    kind = _column(scored, "kind", source)
+    flags = {
+        "in_gap": in_gap,
+        "matched": _in_windows(rows, idx, windows) & ~in_gap,
+        "score": (
+            pd.to_numeric(pd.Series(score), errors="coerce").to_numpy(dtype=float)
+            if score is not None
+            else np.full(idx.size, np.nan)
+        ),
+        "kind": (
+            pd.Series(kind, dtype=object).fillna("").astype(str).to_numpy()
+            if kind is not None
+            else np.full(idx.size, "", dtype=object)
+        ),
+    }
+    run = _runs(idx, rows.code[idx], in_gap, max_gap)
+    results = [_incident_result(i, rows, idx, in_gap, grace_td) for i in incidents]
+    return EvaluationReport(
+        tuple(results), tuple(_alerts(rows, idx, run, flags)), series_weeks, grace_td
+    )
 
-    flagged = frame[frame["flag"]].copy()
-    ser, ts = flagged["series"].to_numpy(), flagged["timestamp"].to_numpy()
-    flagged["in_gap"] = _in_windows(ser, ts, ((g.series, g.start, g.end) for g in labels.gaps))
-    flagged["matched"] = _in_windows(ser, ts, windows) & ~flagged["in_gap"].to_numpy()
-    flagged["run"] = _runs(flagged, max_gap)
 
-    results = [_incident_result(i, flagged, grace_td) for i in incidents]
-    return EvaluationReport(tuple(results), tuple(_alerts(flagged)), series_weeks, grace_td)
-
-
-def _incident_result(inc: Incident, flagged: pd.DataFrame, grace: pd.Timedelta) -> IncidentResult:
-    lo = np.datetime64(inc.start.tz_convert(None), "ns")
-    hi = np.datetime64((inc.end + grace).tz_convert(None), "ns")
-    ts = flagged["timestamp"].to_numpy()
-    hits = (flagged["series"].to_numpy() == inc.series) & (ts >= lo) & (ts < hi)
-    hits &= ~flagged["in_gap"].to_numpy()
-    if not hits.any():
+def _incident_result(
+    inc: Incident, rows: _Rows, idx: np.ndarray, in_gap: np.ndarray, grace: pd.Timedelta
+) -> IncidentResult:
+    hits = _in_windows(rows, idx, [(inc.series, inc.start, inc.end + grace)]) & ~in_gap
+    if inc.series == "*" or not hits.any():
         return IncidentResult(
             inc.series, inc.kind, inc.start, inc.end, False, pd.NaT, inc.description
         )
-    delay = pd.Timestamp(ts[hits].min()).tz_localize("UTC") - inc.start
+    delay = pd.Timestamp(rows.ts[idx[hits]].min()).tz_localize("UTC") - inc.start
     return IncidentResult(inc.series, inc.kind, inc.start, inc.end, True, delay, inc.description)

@@ -59,6 +59,7 @@ class _State:
     sx: np.ndarray
     sb: np.ndarray
     add: np.ndarray
+    ewz: np.ndarray  # short exponentially weighted mean of z: is a deviation going on?
     recent: np.ndarray  # (5, M, N): z, x, baseline, expected, valid over the last M rows
     ring: np.ndarray  # (level_window, N): recent values clipped to the band ("level" baseline)
     recent_pos: int = 0
@@ -68,7 +69,7 @@ class _State:
     def empty(cls, n: int, window: int, shift_steps: int) -> _State:
         z = np.zeros(n)
         return cls(
-            z.copy(), z.copy(), z.copy(),
+            z.copy(), z.copy(), z.copy(), z.copy(),
             np.zeros((5, shift_steps, n)), np.full((window, n), np.nan),
         )  # fmt: skip
 
@@ -81,13 +82,15 @@ class SeasonalProfileModel:
         self,
         weeks: int = 4,
         days: int = 3,
-        smooth: int = 1,
+        smooth: int = 2,
         level_window: int = 12,
         level_halflife: str = "1D",
         level_shift_after: str = "3h",
         level_shift_z: float = 2.0,
+        freeze_z: float = 1.5,
         selection_window: str = "7D",
-        seasonal_gain: float = 0.9,
+        seasonal_gain: float = 1.2,
+        sparse_below: float = 20.0,
         min_acf: float = 0.2,
         causal: bool = True,
     ) -> None:
@@ -98,8 +101,10 @@ class SeasonalProfileModel:
         self.level_halflife = level_halflife
         self.level_shift_after = level_shift_after
         self.level_shift_z = level_shift_z
+        self.freeze_z = freeze_z
         self.selection_window = selection_window
         self.seasonal_gain = seasonal_gain
+        self.sparse_below = sparse_below
         self.min_acf = min_acf
         self.causal = causal
 
@@ -125,15 +130,15 @@ class SeasonalProfileModel:
         x = panel.values
         n = x.shape[1]
         periods = candidate_periods(panel.freq)
-        stacks: dict[str, np.ndarray] = {}
+        stacks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         last = pd.DataFrame(x).ffill().to_numpy()
         naive = np.full_like(x, np.nan)
         naive[1:] = last[:-1]
-        stacks["naive"] = naive
+        stacks["naive"] = (naive, np.nan_to_num(naive), np.isfinite(naive).astype(float))
         lags = list(range(1, self.level_window + 1))
         if not self.causal:
             lags += [-lag for lag in lags]
-        stacks["level"] = nanmedian0(lagged_stack(x, lags))
+        stacks["level"] = self._summarise(lagged_stack(x, lags))
         for name, count in (("daily", self.days), ("weekly", self.weeks)):
             if name not in periods:
                 continue
@@ -143,10 +148,12 @@ class SeasonalProfileModel:
                 ks += [-k for k in ks]
             lag_list = [k * p + j for k in ks for j in self._offsets(p)]
             lag_list = [lag for lag in lag_list if (lag > 0) or not self.causal]
-            stacks[name] = nanmedian0(lagged_stack(x, lag_list))
+            stacks[name] = self._summarise(lagged_stack(x, lag_list))
         self.periods_ = periods
         self.baselines_ = [b for b in BASELINES if b in stacks]
-        self.stack_ = np.stack([stacks[b] for b in self.baselines_])
+        self.stack_ = np.stack([stacks[b][0] for b in self.baselines_])
+        self.sum_stack_ = np.stack([stacks[b][1] for b in self.baselines_])
+        self.cnt_stack_ = np.stack([stacks[b][2] for b in self.baselines_])
         self.alpha_ = 1 - 0.5 ** (1 / max(1.0, pd.Timedelta(self.level_halflife) / panel.freq))
         self.shift_steps_ = max(1, int(pd.Timedelta(self.level_shift_after) / panel.freq))
         self.window_steps_ = max(
@@ -158,8 +165,15 @@ class SeasonalProfileModel:
         self.choice_ = np.full(n, self.baselines_.index("level"))
         self.family_ = np.full(n, "continuous", dtype=object)
         self.coef_ = np.zeros((3, n))
+        self.rate_ = np.zeros(n)
+        self.sparse_ = np.zeros(n, dtype=bool)
         self.coef_[0] = np.nan  # unfitted: predict() falls back to the candidate error
         self.mult_ = np.zeros(n, dtype=bool)
+
+    @staticmethod
+    def _summarise(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Median, sum and count of the lagged samples (sums serve sparse counts)."""
+        return nanmedian0(stack), np.nansum(stack, axis=0), np.sum(np.isfinite(stack), axis=0)
 
     def _offsets(self, period: int) -> list[int]:
         s = min(self.smooth, max(0, period // 4))
@@ -181,6 +195,11 @@ class SeasonalProfileModel:
         )
         self.choice_ = self._choose(panel, lo, end)
         self.coef_ = self._fit_variance(panel, lo, end)
+        # Sparse counts (a few tickets per bucket): the median of samples is mostly 0, so use
+        # their mean shrunk towards the series' recent rate, or one sale at night would alarm.
+        fin = np.isfinite(x)
+        self.rate_ = np.where(fin.any(axis=0), np.nansum(x, axis=0) / np.maximum(fin.sum(0), 1), 0)
+        self.sparse_ = (self.family_ == "count") & (self.rate_ < self.sparse_below)
         return self
 
     def _families(self, panel: Panel, end: int) -> np.ndarray:
@@ -290,9 +309,12 @@ class SeasonalProfileModel:
             self._prepare(panel)
         x_all = panel.values[start:stop]
         rows, n = x_all.shape
-        base = np.take_along_axis(self.stack_[:, start:stop], self.choice_[None, None, :], axis=0)[
-            0
-        ]
+        pick = self.choice_[None, None, :]
+        base = np.take_along_axis(self.stack_[:, start:stop], pick, axis=0)[0]
+        sums = np.take_along_axis(self.sum_stack_[:, start:stop], pick, axis=0)[0]
+        cnts = np.take_along_axis(self.cnt_stack_[:, start:stop], pick, axis=0)[0]
+        shrunk = (sums + self.rate_) / (cnts + 1.0)
+        base = np.where(self.sparse_[None], shrunk, base)
         fallback = self.stack_[self.baselines_.index("level"), start:stop]
         fallback = np.where(np.isnan(fallback), self.stack_[0, start:stop], fallback)
         base = np.where(np.isnan(base), fallback, base)
@@ -317,6 +339,9 @@ class SeasonalProfileModel:
             e = np.where(seasonal, np.where(self.mult_, b * lvl, b + st.add), b)
             if lev.any():
                 ring_med = nanmedian0(st.ring)
+                ring_n = np.sum(np.isfinite(st.ring), axis=0)
+                ring_mean = (np.nansum(st.ring, axis=0) + self.rate_) / (ring_n + 1.0)
+                ring_med = np.where(self.sparse_, ring_mean, ring_med)
                 e = np.where(lev & np.isfinite(ring_med), ring_med, e)
             var = self._point_var(e, None if den is None else den[i], unfitted)
             expected[i] = e
@@ -340,8 +365,12 @@ class SeasonalProfileModel:
                 & (np.abs(mean_z) >= self.level_shift_z)
                 & (same_side >= 0.8 * valid)
             )
+            # While a deviation persists (short mean of z beyond freeze_z) the level is frozen:
+            # an outage must not become the level; a real shift is accepted below instead.
+            st.ewz = np.where(ok, 0.7 * st.ewz + 0.3 * np.clip(z, -10, 10), st.ewz)
+            calm = np.abs(st.ewz) < self.freeze_z
             # Robust level update: values clipped to the band (a Huber-like step).
-            upd = ok & seasonal
+            upd = ok & seasonal & calm
             xc = np.clip(xs, e - 2.5 * sd, e + 2.5 * sd)
             st.sx = np.where(upd, (1 - a) * st.sx + a * xc, st.sx)
             st.sb = np.where(upd, (1 - a) * st.sb + a * bs, st.sb)
@@ -354,17 +383,20 @@ class SeasonalProfileModel:
                 st.ring[st.ring_pos] = np.where(into, xs, keep)
                 st.ring_pos = (st.ring_pos + 1) % st.ring.shape[0]
             # A count series that fell to ~0 is an outage, never a new normal.
-            outage = count & (rec[1].sum(axis=0) <= 0.05 * rec[3].sum(axis=0))
+            outage = count & (xs <= 0.05 * np.abs(e))
             accept = settled & ~outage
             if accept.any():
-                sums = rec[1:4].sum(axis=1)
-                ratio = sums[0] / np.where(sums[1] > 0, sums[1], 1.0)
+                # The new level from the rows on the shifted side only.
+                side = (np.sign(rec[0]) == np.sign(mean_z)[None]) & (np.abs(rec[0]) > 1)
+                sx_, sb_, n_ = (rec[1] * side).sum(0), (rec[2] * side).sum(0), side.sum(0)
+                ratio = sx_ / np.where(sb_ > 0, sb_, 1.0)
                 st.sx = np.where(accept & seasonal & self.mult_, ratio * st.sb, st.sx)
-                gap = (sums[0] - sums[1]) / np.maximum(valid, 1)
+                gap = (sx_ - sb_) / np.maximum(n_, 1)
                 st.add = np.where(accept & seasonal & ~self.mult_, gap, st.add)
-                new_level = sums[0] / np.maximum(valid, 1)
+                new_level = sx_ / np.maximum(n_, 1)
                 st.ring[:, accept & lev] = new_level[accept & lev]
                 rec[:, :, accept] = 0.0
+                st.ewz[accept] = 0.0
                 shifted[i] |= accept
         self.expected_hist_[start:stop] = expected
         return Forecast(expected, variance, shifted)

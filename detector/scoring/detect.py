@@ -255,8 +255,13 @@ def decide(
     window: int,
     params: DetectionParams,
     causal: bool = True,
+    confidence: np.ndarray | None = None,
 ) -> Detection:
-    """Score every point and decide, causally, which ones are anomalous and of what kind."""
+    """Score every point and decide, causally, which ones are anomalous and of what kind.
+
+    ``confidence`` (same shape, in (0, 1]) scales z down while a series' history is short:
+    the cold-start ladder raises thresholds instead of alarming on a half-learned shape.
+    """
     t, n = x.shape
     ok = np.isfinite(x) & np.isfinite(expected) & np.isfinite(variance) & scorable
     count = np.asarray(family == "count")
@@ -269,13 +274,18 @@ def decide(
         )
         z = np.where(big, z, 0.0) / factor
         zeff = np.where(np.abs(z) > np.abs(zeff), z, zeff)
+    if confidence is not None:
+        zeff = zeff * confidence
     if params.direction == "up":
         zeff = np.maximum(zeff, 0.0)
     elif params.direction == "down":
         zeff = np.minimum(zeff, 0.0)
     thr = params.z
-    run = stale_runs(np.where(scorable, x, np.nan))
-    stale_need = stale_thresholds(run, x, bounds, window, params, causal)
+    seen = np.where(scorable, x, np.nan)
+    run = stale_runs(seen)
+    stale_need = stale_thresholds(run, seen, bounds, window, params, causal)
+    # A count stuck at 0 is a drop (judged above), not a stale feed.
+    stale_need = np.where(count[None] & (x == 0), np.inf, stale_need)
     kind = np.zeros((t, n), dtype=np.int8)
     flag = np.zeros((t, n), dtype=bool)
     start = np.full((t, n), -1, dtype=np.int64)

@@ -72,6 +72,7 @@ def score_panel(
     causal: bool = True,
     refit: str = "1D",
     min_history: str = "1D",
+    confidence_ramp: str = "7D",
     **params: Any,
 ) -> ScoredPanel:
     """Forecast and decide every point of ``panel``; see the module docstring."""
@@ -114,6 +115,10 @@ def score_panel(
         warm = 12
     rows = np.arange(t)[:, None]
     scorable = (rows >= panel.first[None, :] + warm) & (rows <= panel.last[None, :])
+    # Cold start: thresholds start higher and relax over the first days of history.
+    ramp = max(1, int(pd.Timedelta(confidence_ramp) / panel.freq)) if causal else 1
+    history = np.clip(rows - panel.first[None, :] - warm, 0, None)
+    confidence = 1.0 / (1.0 + np.clip(1.0 - history / ramp, 0.0, 1.0) * 0.7)
     info = mdl.info()
     detection = decide(
         panel.values,
@@ -126,6 +131,7 @@ def score_panel(
         window,
         detection_params,
         causal=causal,
+        confidence=confidence,
     )
     return ScoredPanel(panel, forecast, detection, scorable, info.family, info.baseline)
 

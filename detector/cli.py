@@ -1,0 +1,127 @@
+"""The ``detector`` command line: the one place that turns errors into exit codes.
+
+Exit codes follow click: 0 on success, 1 for a runtime failure, 2 for bad input or usage (an
+unreadable file, a missing column, an unknown model), always with one line on stderr that says
+what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from detector import __version__
+from detector.errors import DetectorError
+
+log = logging.getLogger("detector")
+
+
+def _fail_cleanly(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn DetectorError into a one-line message and its exit code, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DetectorError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="detector")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Anomaly detection for business metrics."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=str)
+@click.option(
+    "-o", "--output", required=True, help="Output file (.csv, .csv.gz, .parquet; '-' = stdout)."
+)
+@click.option(
+    "--causal/--no-causal",
+    default=True,
+    show_default=True,
+    help="Causal: each point judged from earlier points only. --no-causal: retrospective.",
+)
+@click.option("--freq", default=None, help="Bucket size, e.g. 5min or 1h (inferred when absent).")
+@click.option("--model", default="auto", show_default=True, help="auto or a model name.")
+@click.option(
+    "--sensitivity",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="> 1 flags more, < 1 flags less.",
+)
+@click.option("--timestamp-col", default="timestamp", show_default=True)
+@click.option("--series-col", default="series", show_default=True)
+@click.option("--value-col", default="value", show_default=True)
+@_fail_cleanly
+def score(
+    input_path: str,
+    output: str,
+    causal: bool,
+    freq: str | None,
+    model: str,
+    sensitivity: float,
+    timestamp_col: str,
+    series_col: str,
+    value_col: str,
+) -> None:
+    """Score a long-format series file (timestamp, series, value) and write every point.
+
+    Output columns: timestamp, series, value, expected, lower, upper, score, is_anomaly, kind,
+    reason. Missing buckets appear with an empty value and kind 'missing'.
+    """
+    from detector.io.series import Columns, read_series, write_scores
+    from detector.models import create_model
+    from detector.panel import parse_freq
+    from detector.scoring import DetectionParams, score_frame
+
+    # Usage errors first, before reading a possibly large file.
+    create_model(model)
+    DetectionParams(sensitivity=sensitivity)
+    if freq is not None:
+        parse_freq(freq)
+    started = time.perf_counter()
+    cols = Columns(timestamp=timestamp_col, series=series_col, value=value_col)
+    data = read_series(input_path, cols)
+    scored = score_frame(data, model=model, causal=causal, sensitivity=sensitivity, freq=freq)
+    write_scores(scored, output)
+    anomalies = int(scored["is_anomaly"].sum())
+    series = scored["series"].nunique()
+    log.info(
+        "scored %d points of %d series in %.1fs", len(scored), series, time.perf_counter() - started
+    )
+    if output != "-":
+        click.echo(
+            f"{len(scored)} points of {series} series scored, {anomalies} anomalous points; "
+            f"wrote {output}",
+            err=True,
+        )
+
+
+@main.command("models")
+def list_models() -> None:
+    """List the model names accepted by --model."""
+    from detector.models import available_models
+
+    click.echo("auto")
+    for name in available_models():
+        click.echo(name)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
