@@ -31,6 +31,24 @@ Conventions the evaluation relies on:
   data outside the incident windows (and after a level shift), which makes clean/dirty
   comparisons easy.
 
+Injected incidents per seed, sized to be visible to a good detector but not trivially huge
+(thresholds are expected values per 5 minutes at the incident's time; at most one level shift
+per series; incidents on one series at least 12 h apart):
+
+- 2 level shifts (``level_shift``): a market's orders x(1 +- 0.3..0.5) for good, on >= 20
+  orders; the label covers the first 2 hours only, later alerts count as false;
+- 2 drops to zero (``dip``): a market's orders are 0 for 1-6 h, on >= 8 orders;
+- 2 partial drops (``dip``): -30..-60 % for 1-3 h, on >= 20 orders;
+- 3 ticket explosions (``spike``): x10..50 for 30-120 min (>= 5 tickets expected in a bucket);
+- 2 success-rate dips (``dip``): -5..-20 points for 30-120 min, with >= 40 attempts and at
+  least 3 standard errors of one bucket's rate;
+- 2 stale rates (``stale``): a currency rate repeats its value for 2-24 h, then jumps back to
+  the live rate;
+- 1 variance burst (``variance``): a rate's quotes are 8-15x noisier for 1-3 h.
+
+Gaps: three single-series gaps (one during the warm-up) and one gap of all series, 30-120 min
+each, at least 12 h away from incidents of the series they hit.
+
 A market incident (a drop or a level shift of its orders) moves its revenue too, because
 revenue is the sum of the orders' amounts; it is therefore labelled on both ``orders.<m>`` and
 ``revenue.<m>`` (two :class:`Incident` rows with the same window). Payment attempts follow the

@@ -91,7 +91,7 @@ class SeasonalProfileModel:
         selection_window: str = "7D",
         seasonal_gain: float = 1.2,
         sparse_below: float = 20.0,
-        min_acf: float = 0.2,
+        min_acf: float = 0.1,
         causal: bool = True,
     ) -> None:
         self.weeks = weeks
@@ -194,12 +194,12 @@ class SeasonalProfileModel:
             self.family_ != "ratio"
         )
         self.choice_ = self._choose(panel, lo, end)
-        self.coef_ = self._fit_variance(panel, lo, end)
         # Sparse counts (a few tickets per bucket): the median of samples is mostly 0, so use
         # their mean shrunk towards the series' recent rate, or one sale at night would alarm.
         fin = np.isfinite(x)
         self.rate_ = np.where(fin.any(axis=0), np.nansum(x, axis=0) / np.maximum(fin.sum(0), 1), 0)
         self.sparse_ = (self.family_ == "count") & (self.rate_ < self.sparse_below)
+        self.coef_ = self._fit_variance(panel, lo, end)
         return self
 
     def _families(self, panel: Panel, end: int) -> np.ndarray:
@@ -247,7 +247,8 @@ class SeasonalProfileModel:
         if panel.denominator is not None:
             den = panel.denominator[rows]
             with np.errstate(invalid="ignore", divide="ignore"):
-                binom = np.clip(e, 0, 1) * (1 - np.clip(e, 0, 1)) / den
+                pr = self._binomial_p()[None]
+                binom = pr * (1 - pr) / den
             use = (self.family_ == "ratio")[None] & np.isfinite(binom) & (den > 0)
             g = np.where(use, binom, g)
         return np.stack([np.ones_like(e), g, e * e])
@@ -275,8 +276,12 @@ class SeasonalProfileModel:
         # A floor so a perfectly flat history does not make every later wobble infinite.
         scale = np.nanmedian(np.abs(np.where(ok, x, np.nan)), axis=0) if ok.any() else 0.0
         floor = (1e-3 * np.nan_to_num(scale, nan=0.0)) ** 2 + 1e-9
-        floor = np.where(self.family_ == "count", np.maximum(floor, 0.1), floor)
         coef[0] = np.maximum(coef[0], floor)
+        # Counts vary at least about like a Poisson: an absolute floor instead would turn a
+        # sparse series' noise into a hugely overdispersed, heavy-tailed one.
+        is_count = self.family_ == "count"
+        coef[1] = np.where(is_count, np.maximum(coef[1], 0.5), coef[1])
+        coef[0] = np.where(is_count, np.maximum(coef[0], 0.01), coef[0])
         return coef
 
     @staticmethod
@@ -378,7 +383,10 @@ class SeasonalProfileModel:
             if lev.any():
                 # Points outside the band are left out, not clipped: a clipped outage would
                 # still walk the median down step by step.
-                into = lev & ok & (np.abs(z) <= 3.0)
+                # For counts judge "outside" with Poisson-like room, or a single sale where
+                # 0.03 are expected would never enter and the level would stick at zero.
+                zc = np.where(count, (xs - e) / np.sqrt(np.maximum(var, e) + 1.0), z)
+                into = lev & ok & (np.abs(zc) <= 3.0)
                 keep = st.ring[st.ring_pos]
                 st.ring[st.ring_pos] = np.where(into, xs, keep)
                 st.ring_pos = (st.ring_pos + 1) % st.ring.shape[0]
@@ -401,12 +409,20 @@ class SeasonalProfileModel:
         self.expected_hist_[start:stop] = expected
         return Forecast(expected, variance, shifted)
 
+    def _binomial_p(self) -> np.ndarray:
+        """The success rate for binomial noise: the recent mean, kept off 0 and 1.
+
+        Not the point forecast: at night a rate of exactly 1.0 out of 5 attempts is common, and
+        p = 1 would claim zero variance, making any failure look impossible.
+        """
+        return np.clip(self.rate_, 0.01, 0.99)
+
     def _point_var(self, e: np.ndarray, den: np.ndarray | None, unfitted: np.ndarray) -> np.ndarray:
         ep = np.maximum(e, 0.0)
         g = np.where(self.family_ == "count", ep, 0.0)
         if den is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
-                p = np.clip(e, 0, 1)
+                p = self._binomial_p()
                 binom = p * (1 - p) / den
             g = np.where((self.family_ == "ratio") & np.isfinite(binom) & (den > 0), binom, g)
         c = self.coef_
