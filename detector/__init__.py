@@ -3,8 +3,8 @@
 The public API is kept small: score a long table of series, or a panel, with a named model.
 
 >>> import detector
->>> sorted(detector.__all__)[:3]
-['DetectorError', 'InputError', 'available_models']
+>>> 'score_frame' in detector.__all__
+True
 """
 
 from detector.errors import ConfigError, DetectorError, InputError, ModelError

@@ -70,6 +70,7 @@ class _Fitted:
     level: float  # the fallback's level (unused when results is set)
     insample: np.ndarray  # one-step-ahead fitted values over rows [lo, end)
     sigma2: float  # residual variance of one point
+    least: float  # a floor for the forecast variance (the spread while warming up)
     alpha: float  # level smoothing weight (how fast the forecast error grows)
     period: int  # seasonal period used, 0 for none
     seasonal: str  # "add", "mul" or "" (none)
@@ -153,8 +154,11 @@ class HoltWintersModel:
         y = window.y
         n = len(y)
         kind = self.seasonal
+        # Warming up: a season is wanted but the window holds less than two cycles of it.
+        warming = kind is not None and period >= 2
         if kind is None or period < 2 or n < max(2 * period, _MIN_OBS + 2 * (period // 2)):
             kind, period = None, 0
+        warming = warming and kind is None
         if kind == "mul" and np.min(y) <= 0:
             kind = "add"
         with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -178,7 +182,10 @@ class HoltWintersModel:
         sigma2 = max(float(np.mean(resid**2)), floor**2)
         alpha = float(res.params.get("smoothing_level", 0.0))
         alpha = alpha if np.isfinite(alpha) else 0.0
-        return _Fitted(window.lo, res, np.nan, fitted, sigma2, alpha, period, kind or "")
+        # A flat forecast of a series whose season is not modelled yet errs by the season's
+        # swing, for hours on end: its variance is at least the window's spread around it.
+        least = robust_level(window)[1] ** 2 if warming else 0.0
+        return _Fitted(window.lo, res, np.nan, fitted, sigma2, least, alpha, period, kind or "")
 
     # -- forecasting --------------------------------------------------------------------------
 
@@ -210,7 +217,7 @@ class HoltWintersModel:
                 e = np.maximum(e, 0.0)
             expected[:, j] = e
             grow = 1 + np.maximum(h - 1, 0) * f.alpha**2
-            variance[:, j] = f.sigma2 * grow
+            variance[:, j] = np.maximum(f.sigma2 * grow, f.least)
         return Forecast(expected, variance)
 
     def info(self) -> SeriesInfo:
@@ -231,4 +238,4 @@ class HoltWintersModel:
 def _fit_level(window: Window) -> _Fitted:
     level, scale = robust_level(window)
     n = len(window.y)
-    return _Fitted(window.lo, None, level, np.full(n, level), scale**2, 0.0, 0, "")
+    return _Fitted(window.lo, None, level, np.full(n, level), scale**2, 0.0, 0.0, 0, "")

@@ -50,8 +50,8 @@ from detector.models.base import Forecast, SeriesInfo, register
 from detector.models.seasonality import candidate_periods
 from detector.panel import Panel
 
-#: Variance growth per day of forecast horizon (the trend level wanders during the day).
-HORIZON_GROWTH = 0.5
+#: Fewest observed rows a holdout needs to measure the forecast error.
+MIN_HOLDOUT = 24
 #: Observations the robust-level fallback takes the median of.
 LEVEL_POINTS = 12
 #: The decomposition needs at least this fraction of the window observed (not interpolated).
@@ -116,30 +116,36 @@ class _DecompositionModel:
         n_series = panel.values.shape[1]
         rows = history_rows(self.history, panel.freq)
         candidates = self._candidates(panel)
+        horizon = max(round(panel.steps_per_day), MIN_HOLDOUT)
         self.end_ = int(end)
-        self.steps_per_day_ = max(1.0, panel.steps_per_day)
         self.family_ = np.full(n_series, "continuous", dtype=object)
         self.periods_ = np.full(n_series, "", dtype=object)
         self.fitted_: list[_Fitted | None] = []
         for j in range(n_series):
-            window = series_window(panel, j, end, None if not self.causal else rows)
+            window = series_window(panel, j, end, rows if self.causal else None)
             if window is None:
                 self.fitted_.append(None)
                 continue
             self.family_[j] = series_family(window.observed_values)
             periods = self._usable(candidates, len(window.y))
-            fitted = None
-            if periods and window.observed.mean() >= MIN_OBSERVED and np.ptp(window.y) > 0:
-                fitted = self._fit_decomposition(window, periods)
+            fitted = self._fit_decomposition(window.y, window.observed, periods)
             if fitted is None:
-                fitted = _fit_level(window)
+                fitted = _fit_level(window.y, window.observed)
                 periods = []
+            else:
+                scale = self._holdout_scale(window, candidates, horizon)
+                fitted.scale = fitted.scale if scale is None else scale
+            fitted.lo = window.lo
             self.periods_[j] = ",".join(str(p) for p in periods)
             self.fitted_.append(fitted)
         return self
 
-    def _fit_decomposition(self, window: Window, periods: list[int]) -> _Fitted | None:
-        y = window.y
+    def _fit_decomposition(
+        self, y: np.ndarray, observed: np.ndarray, periods: list[int]
+    ) -> _Fitted | None:
+        """Decompose ``y``; None when it cannot be (no period, mostly gaps, flat, failed)."""
+        if not periods or observed.mean() < MIN_OBSERVED or np.ptp(y) == 0:
+            return None
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             try:
@@ -151,44 +157,76 @@ class _DecompositionModel:
         fitted = trend + seasonal.sum(axis=1)
         if not np.all(np.isfinite(fitted)):
             return None
-        resid = (y - fitted)[window.observed]
         k = min(len(y) - 1, max(periods))
         slope = (trend[-1] - trend[-1 - k]) / k if k > 0 else 0.0
         cycles = [(p, seasonal[len(y) - p :, i].copy()) for i, p in enumerate(periods)]
-        scale = robust_scale(resid, window.observed_values)
-        return _Fitted(window.lo, float(trend[-1]), float(slope), cycles, fitted, scale)
+        # In-sample residuals are nearly 0 when the window holds few cycles (the seasonal LOESS
+        # interpolates them), so this scale is only used when no holdout is possible.
+        scale = robust_scale((y - fitted)[observed], y[observed])
+        return _Fitted(0, float(trend[-1]), float(slope), cycles, fitted, scale)
+
+    def _holdout_scale(self, window: Window, candidates: list[int], horizon: int) -> float | None:
+        """The scale of this model's own forecast errors on the last ``horizon`` rows.
+
+        Refit without those rows and compare the forecast with them: this measures the error
+        the detection layer will see (a day-ahead forecast), where in-sample residuals of a
+        decomposition are far too small. With too little history for a decomposition the
+        holdout forecast repeats the last cycle, and with less than a cycle it is a level.
+        """
+        y, observed = window.y, window.observed
+        hold = min(horizon, len(y) // 3)
+        if hold < 1 or observed[len(y) - hold :].sum() < MIN_HOLDOUT:
+            return None
+        cut = len(y) - hold
+        train, train_obs = y[:cut], observed[:cut]
+        offsets = np.arange(hold)
+        fitted = self._fit_decomposition(train, train_obs, self._usable(candidates, cut))
+        if fitted is not None:
+            path = self._extrapolate(fitted, offsets)
+        else:
+            period = max((p for p in candidates if p <= cut), default=0)
+            if period and train_obs[cut - period :].mean() >= MIN_OBSERVED:
+                path = np.resize(train[cut - period :], hold)  # the last cycle, repeated
+            else:
+                path = _fit_level(train, train_obs).level + 0 * offsets
+        err = (y[cut:] - path)[observed[cut:]]
+        return robust_scale(err, window.observed_values)
 
     # -- forecasting --------------------------------------------------------------------------
 
+    def _extrapolate(self, f: _Fitted, offsets: np.ndarray) -> np.ndarray:
+        """Level (+ damped slope) + last seasonal cycles at ``offsets`` rows after the window."""
+        out = np.full(len(offsets), f.level)
+        phi = float(self.slope_damping)
+        if phi > 0:
+            out += f.slope * phi * (1 - phi ** (offsets + 1)) / (1 - phi)
+        for p, cycle in f.cycles:
+            out += cycle[offsets % p]
+        return out
+
     def predict(self, panel: Panel, start: int, stop: int) -> Forecast:
-        """Forecast rows ``[start, stop)`` from the last fit only (rows ``< end`` of that fit)."""
+        """Forecast rows ``[start, stop)`` from the last fit only (rows ``< end`` of that fit).
+
+        Rows inside the fitted window (only asked for in retrospective mode) get the in-sample
+        trend + seasonal; rows before it are unknown (NaN).
+        """
         if not hasattr(self, "fitted_"):
             raise ModelError(f"{self._name}.predict() was called before fit().")
         rows = np.arange(start, stop)
         expected = np.full((len(rows), len(self.fitted_)), np.nan)
         variance = np.ones((len(rows), len(self.fitted_)))
-        phi = float(self.slope_damping)
+        ahead = rows >= self.end_
         for j, f in enumerate(self.fitted_):
             if f is None:
                 continue
-            h = rows - self.end_ + 1  # horizon: 1 for the first row after the window
-            ahead = h >= 1
             e = np.full(len(rows), np.nan)
-            trend = np.full(len(rows), f.level)
-            if phi > 0:
-                damp = phi * (1 - phi ** h[ahead]) / (1 - phi)
-                trend[ahead] += f.slope * damp
-            season = np.zeros(len(rows))
-            for p, cycle in f.cycles:
-                season += cycle[(rows - self.end_) % p]
-            e[ahead] = trend[ahead] + season[ahead]
+            e[ahead] = self._extrapolate(f, rows[ahead] - self.end_)
             inside = ~ahead & (rows >= f.lo)
             e[inside] = f.insample[rows[inside] - f.lo]
             if self.family_[j] == "count":
                 e = np.maximum(e, 0.0)
             expected[:, j] = e
-            growth = 1 + HORIZON_GROWTH * np.maximum(h, 0) / self.steps_per_day_
-            variance[:, j] = f.scale**2 * growth
+            variance[:, j] = f.scale**2
         return Forecast(expected, variance)
 
     def info(self) -> SeriesInfo:
@@ -327,9 +365,9 @@ def _jumps(period: int, seasonal: int = 7) -> dict[str, int]:
     }
 
 
-def _fit_level(window: Window) -> _Fitted:
-    level, scale = robust_level(window)
-    return _Fitted(window.lo, level, 0.0, [], np.full(len(window.y), level), scale)
+def _fit_level(y: np.ndarray, observed: np.ndarray) -> _Fitted:
+    level, scale = robust_level(Window(0, y, observed))
+    return _Fitted(0, level, 0.0, [], np.full(len(y), level), scale)
 
 
 # -- helpers shared with the Holt-Winters model ------------------------------------------------
@@ -377,20 +415,20 @@ def series_window(panel: Panel, j: int, end: int, rows: int | None) -> Window | 
 
 
 def robust_level(window: Window) -> tuple[float, float]:
-    """The fallback forecast: the median of the last observations and the noise of one point.
+    """The fallback forecast: the median of the last observations and its error scale.
 
-    The noise comes from successive changes (1.4826 * MAD of the differences / sqrt(2)), so a
-    drifting level does not pass for noise.
+    The scale is that of the whole window around this level (1.4826 * MAD), which is the error
+    a flat forecast really makes on a series whose seasonality is not known yet: wide, honest
+    bands rather than alerts on every evening dip.
 
     >>> w = Window(0, np.array([1.0, 2.0, 1.0, 2.0, 100.0]), np.ones(5, dtype=bool))
     >>> level, scale = robust_level(w)
     >>> level, round(scale, 2)
-    (2.0, 1.05)
+    (2.0, 1.48)
     """
     obs = window.observed_values
     level = float(np.median(obs[-LEVEL_POINTS:]))
-    diffs = np.diff(obs) / math.sqrt(2.0)
-    return level, robust_scale(diffs, obs)
+    return level, robust_scale(obs - level, obs)
 
 
 def series_family(observed: np.ndarray) -> str:
@@ -446,8 +484,7 @@ def is_int(value: object) -> bool:
 def check_int(value: object, name: str, owner: str, minimum: int) -> None:
     if not is_int(value) or value < minimum:  # type: ignore[operator]
         raise ConfigError(
-            f"The {name!r} parameter of {owner} must be an int >= {minimum}. "
-            f"Got {value!r} instead."
+            f"The {name!r} parameter of {owner} must be an int >= {minimum}. Got {value!r} instead."
         )
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import stats
 
 from detector.errors import ConfigError
+from detector.models.base import FAMILIES
 
 SCALES = (1, 3, 6, 12)
 KIND_CODES = ("", "spike", "dip", "level_shift", "stale", "missing", "variance")
@@ -223,17 +224,12 @@ def _scale_z(
     tail = calibration(z * z, bounds, window, valid, causal, 0.99, 2.576**2, 1.0)
     kappa = kappa * tail
     z = z / np.sqrt(tail)
-    if count.any():
-        # Counts: exact-ish negative binomial tails where the normal one could mislead.
-        cols = np.flatnonzero(count)
-        sub = (np.abs(z[:, cols]) > 2.0) & valid[:, cols]
-        if sub.any():
-            es = window_sums(np.where(ok, e, 0.0), m)[:, cols][sub]
-            xs = window_sums(np.where(ok, x, 0.0), m)[:, cols][sub]
-            vs = (v * kappa)[:, cols][sub]
-            block = z[:, cols]
-            block[sub] = count_tail_z(xs, es, vs)
-            z[:, cols] = block
+    # Counts: exact-ish negative binomial tails where the normal one could mislead.
+    sub = count & (np.abs(z) > 2.0) & valid
+    if sub.any():
+        es = window_sums(np.where(ok, e, 0.0), m)[sub]
+        xs = window_sums(np.where(ok, x, 0.0), m)[sub]
+        z[sub] = count_tail_z(xs, es, (v * kappa)[sub])
     if m > 1:
         # A window only speaks for the newest point if that point itself carries the deviation:
         # same sign and at least half the window's mean size (so an incident's end is not
@@ -264,13 +260,15 @@ def decide(
     """
     t, n = x.shape
     ok = np.isfinite(x) & np.isfinite(expected) & np.isfinite(variance) & scorable
-    count = np.asarray(family == "count")
-    relative = np.isin(family, ("count", "continuous"))
+    # family: per row and series (the family in force at that row's refit), as FAMILIES codes.
+    count = family == FAMILIES.index("count")
+    ratio = family == FAMILIES.index("ratio")
+    relative = count | (family == FAMILIES.index("continuous"))
     zeff = np.zeros((t, n))
     for m, factor in zip(SCALES, params.scale_thresholds, strict=True):
         z, dev, level = _scale_z(x, expected, variance, ok, count, m, bounds, window, causal)
         big = dev >= np.maximum(
-            params.min_abs_change, np.where(relative[None], params.min_change * level, 0.0)
+            params.min_abs_change, np.where(relative, params.min_change * level, 0.0)
         )
         z = np.where(big, z, 0.0) / factor
         zeff = np.where(np.abs(z) > np.abs(zeff), z, zeff)
@@ -285,7 +283,7 @@ def decide(
     run = stale_runs(seen)
     stale_need = stale_thresholds(run, seen, bounds, window, params, causal)
     # A count stuck at 0 is a drop (judged above), not a stale feed.
-    stale_need = np.where(count[None] & (x == 0), np.inf, stale_need)
+    stale_need = np.where(count & (x == 0), np.inf, stale_need)
     kind = np.zeros((t, n), dtype=np.int8)
     flag = np.zeros((t, n), dtype=bool)
     start = np.full((t, n), -1, dtype=np.int64)
@@ -327,7 +325,6 @@ def decide(
     )
     half = thr * np.sqrt(np.maximum(variance * kappa1, 0.0))
     lower, upper = expected - half, expected + half
-    nonneg = np.isin(family, ("count", "ratio"))[None]
-    lower = np.where(nonneg, np.maximum(lower, 0.0), lower)
-    upper = np.where(np.asarray(family == "ratio")[None], np.minimum(upper, 1.0), upper)
+    lower = np.where(count | ratio, np.maximum(lower, 0.0), lower)
+    upper = np.where(ratio, np.minimum(upper, 1.0), upper)
     return Detection(zeff, score, flag, kind, lower, upper, start, run)

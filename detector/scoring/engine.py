@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from detector.errors import ConfigError, InputError
-from detector.models.base import Forecast, Model, create_model
+from detector.models.base import FAMILIES, Forecast, Model, create_model
 from detector.panel import Panel, to_panel
 from detector.scoring.detect import KIND_CODES, Detection, DetectionParams, decide
 from detector.scoring.reasons import WARMING_UP, anomaly_reason, missing_reason
@@ -57,6 +57,10 @@ def refit_bounds(index: pd.DatetimeIndex, every: str) -> list[int]:
     periods = (index - pd.Timestamp(0, tz="UTC")) // step
     change = np.flatnonzero(np.diff(np.asarray(periods)) != 0) + 1
     return [0, *change.tolist()]
+
+
+def _family_codes(family: np.ndarray) -> np.ndarray:
+    return np.array([FAMILIES.index(f) for f in family], dtype=np.int8)
 
 
 def _split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -99,9 +103,11 @@ def score_panel(
         bounds = refit_bounds(panel.index, every)
         expected, variance = np.empty((t, n)), np.empty((t, n))
         shift = np.zeros((t, n), dtype=bool)
+        family = np.zeros((t, n), dtype=np.int8)
         for i, start in enumerate(bounds):
             stop = bounds[i + 1] if i + 1 < len(bounds) else t
             mdl.fit(panel, start)
+            family[start:stop] = _family_codes(mdl.info().family)[None, :]
             fc = mdl.predict(panel, start, stop)
             expected[start:stop], variance[start:stop] = fc.expected, fc.variance
             if fc.level_shift is not None:
@@ -110,6 +116,7 @@ def score_panel(
         warm = max(int(pd.Timedelta(min_history) / panel.freq), 24)
     else:
         mdl.fit(panel, t)
+        family = np.repeat(_family_codes(mdl.info().family)[None, :], t, axis=0)
         forecast = mdl.predict(panel, 0, t)
         bounds = [t]
         warm = 12
@@ -124,7 +131,7 @@ def score_panel(
         panel.values,
         forecast.expected,
         forecast.variance,
-        np.asarray(info.family, dtype=object),
+        family,
         scorable,
         forecast.level_shift,
         bounds,

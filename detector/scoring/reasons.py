@@ -24,7 +24,7 @@ def _num(v: float) -> str:
         return f"{v:.3g}"
     if abs(v) >= 100:
         return f"{v:.0f}"
-    return f"{v:.4g}"
+    return f"{v:.5g}"
 
 
 def duration(delta: pd.Timedelta) -> str:
