@@ -227,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     results = run_detector(args.data, names, detect)
     detected = time.perf_counter()
     scores = {
-        p: (nab_score(results, windows, p), nab_score_decisions(results, windows, p, column="onset"))
+        p: (
+            nab_score(results, windows, p),
+            nab_score_decisions(results, windows, p, column="onset"),
+        )
         for p in PROFILES
     }
     finished = time.perf_counter()

@@ -27,7 +27,8 @@ from scipy import stats
 from detector.errors import ConfigError
 from detector.models.base import FAMILIES
 
-SCALES = (1, 3, 6, 12)
+SCALES = (1, 3, 6, 12, 24)
+VARIANCE_WINDOW = 12
 KIND_CODES = ("", "spike", "dip", "level_shift", "stale", "missing", "variance")
 _NORMAL_MEDIAN_SQ = 0.4549364
 
@@ -43,7 +44,7 @@ class DetectionParams:
 
     sensitivity: float = 1.0
     threshold: float = 5.0
-    scale_thresholds: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    scale_thresholds: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
     hold: float = 0.6
     min_change: float = 0.1
     min_abs_change: float = 0.0
@@ -240,6 +241,25 @@ def _scale_z(
     return z, np.abs(s) / np.maximum(n, 1), mean_e / np.maximum(n, 1)
 
 
+def _variance_z(
+    z1: np.ndarray, ok: np.ndarray, bounds: list[int], window: int, causal: bool
+) -> np.ndarray:
+    """How unusually large the recent squared residuals are, as a one-sided z (kind variance).
+
+    The sum of the last ``VARIANCE_WINDOW`` squared single-point z-scores against a chi-square,
+    calibrated on the past's 99th percentile because residuals are not independent.
+    """
+    m = VARIANCE_WINDOW
+    s2 = window_sums(np.where(ok, z1 * z1, 0.0), m)
+    k = window_sums(ok.astype(float), m)
+    valid = ok & (k >= m // 2 + 1)
+    with np.errstate(all="ignore"):
+        p = np.where(valid, stats.chi2.sf(s2, np.maximum(k, 1)), 0.5)
+        zv = np.clip(stats.norm.isf(np.clip(p, 1e-300, 0.5)), 0.0, None)
+    tail = calibration(zv * zv, bounds, window, valid, causal, 0.99, 2.326**2, 1.0)
+    return np.where(valid, zv / np.sqrt(tail), 0.0)
+
+
 def decide(
     x: np.ndarray,
     expected: np.ndarray,
@@ -270,10 +290,13 @@ def decide(
         big = dev >= np.maximum(
             params.min_abs_change, np.where(relative, params.min_change * level, 0.0)
         )
+        if m == 1:
+            zvar = _variance_z(z, ok, bounds, window, causal)
         z = np.where(big, z, 0.0) / factor
         zeff = np.where(np.abs(z) > np.abs(zeff), z, zeff)
     if confidence is not None:
         zeff = zeff * confidence
+        zvar = zvar * confidence
     if params.direction == "up":
         zeff = np.maximum(zeff, 0.0)
     elif params.direction == "down":
@@ -282,8 +305,8 @@ def decide(
     seen = np.where(scorable, x, np.nan)
     run = stale_runs(seen)
     stale_need = stale_thresholds(run, seen, bounds, window, params, causal)
-    # A count stuck at 0 is a drop (judged above), not a stale feed.
-    stale_need = np.where(count & (x == 0), np.inf, stale_need)
+    # A value stuck at 0 (no orders, no revenue) is a drop, judged above, not a stale feed.
+    stale_need = np.where(x == 0, np.inf, stale_need)
     kind = np.zeros((t, n), dtype=np.int8)
     flag = np.zeros((t, n), dtype=bool)
     start = np.full((t, n), -1, dtype=np.int64)
@@ -301,12 +324,15 @@ def decide(
         f = (strong | cont) & ok[i]
         accepted = shifts[i] & scorable[i]
         stale = (run[i] >= stale_need[i]) & ok[i] & ~f
+        noisy = (zvar[i] >= thr) & ok[i] & ~f & ~stale
         kind[i] = np.where(f, np.where(open_sign > 0, 1, 2), 0)
         kind[i] = np.where(accepted, 3, kind[i])
         kind[i] = np.where(stale, 4, kind[i])
+        kind[i] = np.where(noisy, 6, kind[i])
         kind[i] = np.where(miss & scorable[i], 5, kind[i])
-        flag[i] = f | accepted | stale
+        flag[i] = f | accepted | stale | noisy
         start[i] = np.where(f | accepted, open_start, np.where(stale, i - run[i], -1))
+        start[i] = np.where(noisy, i - VARIANCE_WINDOW + 1, start[i])
         # After an accepted shift the model's level is the new normal: close the anomaly.
         open_sign = np.where(accepted, 0.0, open_sign)
         open_sign = np.where(ok[i] | miss, open_sign, 0.0)
@@ -315,6 +341,7 @@ def decide(
     with np.errstate(invalid="ignore", divide="ignore"):
         stale_score = np.where(np.isfinite(stale_need), run / (run + stale_need), 0.0)
     score = np.maximum(score, stale_score)
+    score = np.maximum(score, zvar * zvar / (zvar * zvar + z0 * z0))
     score = np.where(ok, score, np.nan)
     kappa1 = calibration(
         np.where(ok, (x - expected) ** 2 / np.where(variance > 0, variance, 1.0), np.nan),
