@@ -32,8 +32,8 @@ class Forecast:
     """What a model predicts for rows ``[start, stop)`` of a panel.
 
     ``expected`` and ``variance`` are ``(stop - start, n_series)`` arrays; ``variance`` is the
-    calibrated variance of one point. ``level_shift`` marks rows where the model accepted a
-    level shift as the new normal (the detection layer labels the run before it).
+    calibrated variance of one point. ``level_shift`` is non-zero on rows where the model
+    accepted a level shift as the new normal, holding its relative size (+0.4 = 40% up).
     """
 
     expected: np.ndarray

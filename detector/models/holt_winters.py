@@ -46,7 +46,7 @@ from detector.models.stl import (
     MIN_OBSERVED,
     Window,
     check_bool,
-    check_history,
+    check_duration,
     check_int,
     history_rows,
     robust_level,
@@ -119,7 +119,7 @@ class HoltWintersModel:
             )
         if self.seasonal_periods is not None:
             check_int(self.seasonal_periods, "seasonal_periods", _NAME, 2)
-        check_history(self.history, _NAME)
+        check_duration(self.history, "history", _NAME, "'7D'")
         check_bool(self.causal, "causal", _NAME)
 
     # -- fitting ------------------------------------------------------------------------------

@@ -218,26 +218,63 @@ class SeasonalProfileModel:
         return fam
 
     def _choose(self, panel: Panel, lo: int, end: int) -> np.ndarray:
+        """Pick each series' baseline by its error over the last window (the ladder).
+
+        Seasonal candidates are judged after the best constant level correction over the
+        window, as the level factor will apply one; otherwise a recent level shift would make
+        a good seasonal shape look worse than a flat line. A seasonal baseline needs real
+        autocorrelation at its period and may be up to ``seasonal_gain`` times the error of
+        a flat one (flat baselines absorb incidents; seasonal ones do not). The previous
+        choice is kept unless another of its kind (seasonal or flat) is clearly (10%) better,
+        so the level state is not thrown away day after day.
+        """
         x = panel.values[lo:end]
-        errs = np.abs(self.stack_[:, lo:end] - x[None])
-        cover = np.sum(~np.isnan(errs), axis=1)
-        mae = np.nansum(errs, axis=1) / np.maximum(cover, 1)
+        names = self.baselines_
+        both = np.isfinite(self.stack_[:, lo:end]) & np.isfinite(x)[None]
+        xs = np.where(both, x[None], 0.0)
+        bs = np.where(both, self.stack_[:, lo:end], 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = xs.sum(1) / bs.sum(1)
+            offset = (xs - bs).sum(1) / both.sum(1)
+        ratio = np.where(np.isfinite(ratio) & (ratio > 0), ratio, 1.0)
+        offset = np.nan_to_num(offset)
+        seasonal = np.array([n in ("daily", "weekly") for n in names])
+        fitted = np.where(self.mult_[None, None], bs * ratio[:, None], bs + offset[:, None])
+        fitted = np.where(seasonal[:, None, None], fitted, bs)
+        cover = both.sum(1)
+        mae = np.where(both, np.abs(xs - fitted), 0.0).sum(1) / np.maximum(cover, 1)
         need = max(self.level_window * 2, min(int(panel.steps_per_day), self.window_steps_ // 2))
         mae = np.where(cover >= need, mae, np.inf)
-        names = self.baselines_
-        level = names.index("level")
-        naive = names.index("naive")
+        level, naive = names.index("level"), names.index("naive")
         best = np.where(mae[naive] < mae[level], naive, level)
-        best_err = np.minimum(mae[naive], mae[level])
+        flat_err = np.minimum(mae[naive], mae[level])
         acf_lags = [self.periods_[n] for n in ("daily", "weekly") if n in names]
         acf = autocorrelation(panel.values[max(0, end - 4 * self.window_steps_) : end], acf_lags)
+        season_best = np.full(x.shape[1], -1)
+        season_err = np.full(x.shape[1], np.inf)
         for i, name in enumerate(n for n in ("daily", "weekly") if n in names):
             idx = names.index(name)
             strong = np.nan_to_num(acf[i], nan=0.0) >= self.min_acf
-            better = mae[idx] < self.seasonal_gain * best_err
-            pick = strong & better & np.isfinite(mae[idx])
-            best = np.where(pick, idx, best)
-            best_err = np.where(pick, mae[idx], best_err)
+            pick = strong & np.isfinite(mae[idx]) & (mae[idx] < season_err)
+            season_best = np.where(pick, idx, season_best)
+            season_err = np.where(pick, mae[idx], season_err)
+        use = (season_best >= 0) & (season_err < self.seasonal_gain * flat_err)
+        best = np.where(use, season_best, best)
+        best_err = np.take_along_axis(mae, best[None], axis=0)[0]
+        prev = self.choice_
+        prev_err = np.take_along_axis(mae, prev[None], axis=0)[0]
+        same_kind = seasonal[prev] == seasonal[best]
+        keep = same_kind & np.isfinite(prev_err) & (prev_err <= 1.1 * best_err)
+        best = np.where(keep, prev, best)
+        # A series switching to a seasonal baseline starts from the window's level ratio.
+        switched = (best != prev) & seasonal[best]
+        if switched.any():
+            r = np.take_along_axis(ratio, best[None], axis=0)[0]
+            off = np.take_along_axis(offset, best[None], axis=0)[0]
+            st = self.state_
+            st.sb = np.where(switched & (st.sb <= 0), 1.0, st.sb)
+            st.sx = np.where(switched, r * st.sb, st.sx)
+            st.add = np.where(switched, off, st.add)
         return best
 
     def _regressors(self, panel: Panel, e: np.ndarray, rows: slice) -> np.ndarray:
@@ -333,7 +370,7 @@ class SeasonalProfileModel:
         unfitted = np.isnan(self.coef_[0])
         expected = np.empty((rows, n))
         variance = np.empty((rows, n))
-        shifted = np.zeros((rows, n), dtype=bool)
+        shifted = np.zeros((rows, n))
         st = self.state_
         a = self.alpha_
         count = self.family_ == "count"
@@ -405,7 +442,11 @@ class SeasonalProfileModel:
                 st.ring[:, accept & lev] = new_level[accept & lev]
                 rec[:, :, accept] = 0.0
                 st.ewz[accept] = 0.0
-                shifted[i] |= accept
+                # Size of the accepted change, relative to the old expectation.
+                size = (sx_ - (rec[3] * side).sum(0)) / np.maximum(
+                    np.abs((rec[3] * side).sum(0)), 1e-12
+                )
+                shifted[i] = np.where(accept, size, 0.0)
         self.expected_hist_[start:stop] = expected
         return Forecast(expected, variance, shifted)
 

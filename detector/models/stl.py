@@ -56,6 +56,9 @@ MIN_HOLDOUT = 24
 LEVEL_POINTS = 12
 #: The decomposition needs at least this fraction of the window observed (not interpolated).
 MIN_OBSERVED = 0.5
+#: Robustness iterations of STL, as in R's ``stl(robust=TRUE)`` but 5 outer loops instead of
+#: 15: the bisquare weights have settled by then, and it makes MSTL three times faster.
+_ITERATIONS = {"inner_iter": 1, "outer_iter": 5}
 
 
 @dataclass
@@ -77,13 +80,14 @@ class _DecompositionModel:
     _baseline: ClassVar[str] = ""
 
     history: str
+    seasonal_smooth: str
     slope_damping: float
     causal: bool
 
     # -- set-up ------------------------------------------------------------------------------
 
     def _validate(self) -> None:
-        check_history(self.history, self._name)
+        check_duration(self.history, "history", self._name, "'7D'")
         d = self.slope_damping
         if isinstance(d, bool) or not isinstance(d, numbers.Real) or not 0 <= d < 1:
             raise ConfigError(
@@ -91,6 +95,7 @@ class _DecompositionModel:
                 f"Got {d!r} instead."
             )
         check_bool(self.causal, "causal", self._name)
+        check_duration(self.seasonal_smooth, "seasonal_smooth", self._name, "'30min'", zero=True)
 
     def _requested_periods(self) -> list[int] | None:
         raise NotImplementedError
@@ -117,6 +122,7 @@ class _DecompositionModel:
         rows = history_rows(self.history, panel.freq)
         candidates = self._candidates(panel)
         horizon = max(round(panel.steps_per_day), MIN_HOLDOUT)
+        self.smooth_rows_ = 2 * int(pd.Timedelta(self.seasonal_smooth) / panel.freq / 2) + 1
         self.end_ = int(end)
         self.family_ = np.full(n_series, "continuous", dtype=object)
         self.periods_ = np.full(n_series, "", dtype=object)
@@ -154,12 +160,13 @@ class _DecompositionModel:
                 return None
         seasonal = np.asarray(seasonal, dtype=float).reshape(len(y), len(periods))
         trend = np.asarray(trend, dtype=float)
-        fitted = trend + seasonal.sum(axis=1)
-        if not np.all(np.isfinite(fitted)):
+        if not np.all(np.isfinite(trend)) or not np.all(np.isfinite(seasonal)):
             return None
+        w = self.smooth_rows_
+        cycles = [(p, smooth_cycle(seasonal[len(y) - p :, i], w)) for i, p in enumerate(periods)]
+        fitted = trend + smooth_series(seasonal.sum(axis=1), w)
         k = min(len(y) - 1, max(periods))
         slope = (trend[-1] - trend[-1 - k]) / k if k > 0 else 0.0
-        cycles = [(p, seasonal[len(y) - p :, i].copy()) for i, p in enumerate(periods)]
         # In-sample residuals are nearly 0 when the window holds few cycles (the seasonal LOESS
         # interpolates them), so this scale is only used when no holdout is possible.
         scale = robust_scale((y - fitted)[observed], y[observed])
@@ -249,7 +256,8 @@ class STLModel(_DecompositionModel):
 
     ``period=None`` takes the longest of the daily/weekly periods the ``history`` window holds
     two full cycles of (the daily one with the default ``"7D"``), because a weekly cycle also
-    contains the daily shape. ``seasonal`` is STL's seasonal smoother length (odd, >= 3).
+    contains the daily shape. ``seasonal`` is STL's seasonal smoother length in cycles (odd,
+    >= 3); 13, as R's ``stlf``, rather than statsmodels' 7: see the module docstring.
     """
 
     _name = "STLModel"
@@ -259,13 +267,15 @@ class STLModel(_DecompositionModel):
         self,
         period: int | None = None,
         history: str = "7D",
-        seasonal: int = 7,
+        seasonal: int = 13,
+        seasonal_smooth: str = "30min",
         slope_damping: float = 0.0,
         causal: bool = True,
     ) -> None:
         self.period = period
         self.history = history
         self.seasonal = seasonal
+        self.seasonal_smooth = seasonal_smooth
         self.slope_damping = slope_damping
         self.causal = causal
 
@@ -292,7 +302,8 @@ class STLModel(_DecompositionModel):
 
         (p,) = periods
         s = int(self.seasonal)
-        res = STL(y, period=p, seasonal=s, robust=True, **_jumps(p, s)).fit()
+        stl = STL(y, period=p, seasonal=s, seasonal_deg=0, robust=True, **_jumps(p, s))
+        res = stl.fit(**_ITERATIONS)
         return res.trend, res.seasonal
 
 
@@ -313,11 +324,13 @@ class MSTLModel(_DecompositionModel):
         self,
         periods: list[int] | tuple[int, ...] | None = None,
         history: str = "15D",
+        seasonal_smooth: str = "30min",
         slope_damping: float = 0.0,
         causal: bool = True,
     ) -> None:
         self.periods = periods
         self.history = history
+        self.seasonal_smooth = seasonal_smooth
         self.slope_damping = slope_damping
         self.causal = causal
 
@@ -344,7 +357,8 @@ class MSTLModel(_DecompositionModel):
     def _decompose(self, y: np.ndarray, periods: list[int]) -> tuple[np.ndarray, np.ndarray]:
         from statsmodels.tsa.seasonal import MSTL
 
-        kwargs = {"robust": True, **_jumps(min(periods))}
+        # MSTL's seasonal windows are 11, 15, ... for the periods in increasing order.
+        kwargs = {"robust": True, "seasonal_deg": 0, **_jumps(min(periods), 11), **_ITERATIONS}
         res = MSTL(y, periods=periods, stl_kwargs=kwargs).fit()
         return res.trend, res.seasonal
 
@@ -495,13 +509,41 @@ def check_bool(value: object, name: str, owner: str) -> None:
         )
 
 
-def check_history(value: object, owner: str) -> None:
+def check_duration(value: object, name: str, owner: str, example: str, zero: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is a positive (or, with ``zero``, >= 0) duration."""
     try:
-        ok = isinstance(value, str | pd.Timedelta) and pd.Timedelta(value) > pd.Timedelta(0)
+        delta = pd.Timedelta(value) if isinstance(value, str | pd.Timedelta) else None
     except (ValueError, TypeError):
-        ok = False
-    if not ok:
+        delta = None
+    if delta is None or delta < pd.Timedelta(0) or (delta == pd.Timedelta(0) and not zero):
+        what = "duration >= 0" if zero else "positive duration"
         raise ConfigError(
-            f"The 'history' parameter of {owner} must be a positive duration like '7D'. "
+            f"The {name!r} parameter of {owner} must be a {what} like {example}. "
             f"Got {value!r} instead."
         )
+
+
+def smooth_cycle(cycle: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average of ``width`` (odd) points over one seasonal cycle, wrapping round.
+
+    >>> smooth_cycle(np.array([0.0, 0.0, 3.0, 0.0]), 3).tolist()
+    [0.0, 1.0, 1.0, 1.0]
+    """
+    half = min(width // 2, (len(cycle) - 1) // 2)
+    if half < 1:
+        return cycle.copy()
+    ext = np.concatenate([cycle[-half:], cycle, cycle[:half]])
+    return np.convolve(ext, np.ones(2 * half + 1) / (2 * half + 1), mode="valid")
+
+
+def smooth_series(x: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average of ``width`` (odd) points; the ends average what exists.
+
+    >>> smooth_series(np.array([0.0, 0.0, 3.0, 0.0]), 3).tolist()
+    [0.0, 1.0, 1.0, 1.5]
+    """
+    half = min(width // 2, (len(x) - 1) // 2)
+    if half < 1:
+        return x.copy()
+    k = np.ones(2 * half + 1)
+    return np.convolve(x, k, mode="same") / np.convolve(np.ones(len(x)), k, mode="same")

@@ -102,7 +102,7 @@ def score_panel(
     if causal:
         bounds = refit_bounds(panel.index, every)
         expected, variance = np.empty((t, n)), np.empty((t, n))
-        shift = np.zeros((t, n), dtype=bool)
+        shift = np.zeros((t, n))
         family = np.zeros((t, n), dtype=np.int8)
         for i, start in enumerate(bounds):
             stop = bounds[i + 1] if i + 1 < len(bounds) else t
