@@ -194,6 +194,10 @@ class SeasonalProfileModel:
             self.family_ != "ratio"
         )
         self.choice_ = self._choose(panel, lo, end)
+        # A series best predicted by its last value is a level (a price, a rate): judged by
+        # its changes, so relative minimum changes and [0, 1] bounds do not apply.
+        naive = np.asarray(self.baselines_)[self.choice_] == "naive"
+        self.family_ = np.where(naive & (self.family_ != "count"), "level", self.family_)
         # Sparse counts (a few tickets per bucket): the median of samples is mostly 0, so use
         # their mean shrunk towards the series' recent rate, or one sale at night would alarm.
         fin = np.isfinite(x)
@@ -225,7 +229,7 @@ class SeasonalProfileModel:
         a good seasonal shape look worse than a flat line. A seasonal baseline needs real
         autocorrelation at its period and may be up to ``seasonal_gain`` times the error of
         a flat one (flat baselines absorb incidents; seasonal ones do not). The previous
-        choice is kept unless another of its kind (seasonal or flat) is clearly (10%) better,
+        choice is kept unless another of its kind (seasonal or flat) is clearly (3%) better,
         so the level state is not thrown away day after day.
         """
         x = panel.values[lo:end]
@@ -255,7 +259,11 @@ class SeasonalProfileModel:
         for i, name in enumerate(n for n in ("daily", "weekly") if n in names):
             idx = names.index(name)
             strong = np.nan_to_num(acf[i], nan=0.0) >= self.min_acf
-            pick = strong & np.isfinite(mae[idx]) & (mae[idx] < season_err)
+            # Weekly (listed last) also models the weekday/weekend change that a daily profile
+            # gets wrong twice a week; near-equal errors over a window hide that, so it wins
+            # ties within 5%.
+            margin = 1.05 if name == "weekly" else 1.0
+            pick = strong & np.isfinite(mae[idx]) & (mae[idx] < margin * season_err)
             season_best = np.where(pick, idx, season_best)
             season_err = np.where(pick, mae[idx], season_err)
         use = (season_best >= 0) & (season_err < self.seasonal_gain * flat_err)
@@ -264,7 +272,7 @@ class SeasonalProfileModel:
         prev = self.choice_
         prev_err = np.take_along_axis(mae, prev[None], axis=0)[0]
         same_kind = seasonal[prev] == seasonal[best]
-        keep = same_kind & np.isfinite(prev_err) & (prev_err <= 1.1 * best_err)
+        keep = same_kind & np.isfinite(prev_err) & (prev_err <= 1.03 * best_err)
         best = np.where(keep, prev, best)
         # A series switching to a seasonal baseline starts from the window's level ratio.
         switched = (best != prev) & seasonal[best]
@@ -280,7 +288,7 @@ class SeasonalProfileModel:
     def _regressors(self, panel: Panel, e: np.ndarray, rows: slice) -> np.ndarray:
         """Columns of the variance model ``a + b*g(e) + c*e^2`` for each series' family."""
         ep = np.maximum(e, 0.0)
-        g = np.where((self.family_ == "count")[None], ep, 0.0)
+        g = np.where(self._poisson_like()[None], ep, 0.0)
         if panel.denominator is not None:
             den = panel.denominator[rows]
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -450,6 +458,11 @@ class SeasonalProfileModel:
         self.expected_hist_[start:stop] = expected
         return Forecast(expected, variance, shifted)
 
+    def _poisson_like(self) -> np.ndarray:
+        """Series whose variance grows with their mean: counts and sums of counted things
+        (revenue is a compound Poisson sum: its variance is proportional to its mean)."""
+        return (self.family_ == "count") | ((self.family_ == "continuous") & self.mult_)
+
     def _binomial_p(self) -> np.ndarray:
         """The success rate for binomial noise: the recent mean, kept off 0 and 1.
 
@@ -460,7 +473,7 @@ class SeasonalProfileModel:
 
     def _point_var(self, e: np.ndarray, den: np.ndarray | None, unfitted: np.ndarray) -> np.ndarray:
         ep = np.maximum(e, 0.0)
-        g = np.where(self.family_ == "count", ep, 0.0)
+        g = np.where(self._poisson_like(), ep, 0.0)
         if den is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
                 p = self._binomial_p()

@@ -364,6 +364,8 @@ def decide(
     )
     half = thr * np.sqrt(np.maximum(variance * kappa1, 0.0))
     lower, upper = expected - half, expected + half
-    lower = np.where(count | ratio, np.maximum(lower, 0.0), lower)
+    # A series that has never been negative gets no negative lower bound.
+    never_negative = np.fmin.accumulate(np.where(np.isfinite(x), x, np.inf), axis=0) >= 0
+    lower = np.where(count | ratio | never_negative, np.maximum(lower, 0.0), lower)
     upper = np.where(ratio, np.minimum(upper, 1.0), upper)
     return Detection(zeff, score, flag, kind, lower, upper, start, run)
