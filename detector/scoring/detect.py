@@ -38,7 +38,9 @@ class DetectionParams:
     """Decision settings; ``sensitivity`` > 1 flags more, < 1 flags less.
 
     ``threshold`` is the z-score a point must reach at sensitivity 1; ``hold`` the fraction of
-    it that keeps an open anomaly open; ``min_change`` the smallest relative change (for counts
+    it that keeps an open anomaly open; ``min_duration`` how many rows in a row must be beyond
+    ``hold * threshold`` before an anomaly opens, unless one is beyond ``burst * threshold``; ``min_change`` the smallest relative change
+    (for counts
     and sums) worth an alert; ``direction`` one of ``both``, ``up``, ``down``.
     """
 
@@ -49,6 +51,8 @@ class DetectionParams:
     min_change: float = 0.1
     min_abs_change: float = 0.0
     direction: str = "both"
+    min_duration: int = 2
+    burst: float = 2.0
     min_shift: float = 0.3
     variance_factor: float = 1.5
     point_factor: float = 1.3
@@ -320,9 +324,14 @@ def decide(
     open_sign = np.zeros(n)
     open_start = np.full(n, -1, dtype=np.int64)
     shifts = level_shift if level_shift is not None else np.zeros((t, n))
+    streak = np.zeros(n)  # rows in a row beyond hold * thr on one side (signed)
     for i in range(t):
         zi = zeff[i]
-        strong = np.abs(zi) >= thr
+        side = np.where(np.abs(zi) >= params.hold * thr, np.sign(zi), 0.0)
+        streak = np.where(side == 0, 0.0, np.where(np.sign(streak) == side, streak + side, side))
+        # Minimum duration: a lone point opens an anomaly only if it is far out (burst).
+        lasting = np.abs(streak) >= params.min_duration
+        strong = (np.abs(zi) >= thr) & (lasting | (np.abs(zi) >= params.burst * thr))
         cont = (open_sign != 0) & (zi * open_sign >= params.hold * thr)
         new = strong & ((open_sign == 0) | (np.sign(zi) != open_sign))
         open_start = np.where(new, i, open_start)
