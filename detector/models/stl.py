@@ -44,6 +44,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import median_filter
 
 from detector.errors import ConfigError, ModelError
 from detector.models.base import Forecast, SeriesInfo, register
@@ -163,7 +164,15 @@ class _DecompositionModel:
         if not np.all(np.isfinite(trend)) or not np.all(np.isfinite(seasonal)):
             return None
         w = self.smooth_rows_
-        cycles = [(p, smooth_cycle(seasonal[len(y) - p :, i], w)) for i, p in enumerate(periods)]
+        cycles = []
+        for i, p in enumerate(periods):
+            cycle = seasonal[len(y) - p :, i]
+            if i > 0:
+                # A longer period (the week) is seen only a few times in the window, so its
+                # component also holds last week's incidents: keep its broad shape only, the
+                # day-of-week level, with a running median over a quarter of the shortest one.
+                cycle = median_filter(cycle, size=max(1, periods[0] // 4), mode="wrap")
+            cycles.append((p, smooth_cycle(cycle, w)))
         fitted = trend + smooth_series(seasonal.sum(axis=1), w)
         k = min(len(y) - 1, max(periods))
         slope = (trend[-1] - trend[-1 - k]) / k if k > 0 else 0.0

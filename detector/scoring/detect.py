@@ -39,9 +39,11 @@ class DetectionParams:
 
     ``threshold`` is the z-score a point must reach at sensitivity 1; ``hold`` the fraction of
     it that keeps an open anomaly open; ``min_duration`` how many rows in a row must be beyond
-    ``hold * threshold`` before an anomaly opens, unless one is beyond ``burst * threshold``; ``min_change`` the smallest relative change
-    (for counts
-    and sums) worth an alert; ``direction`` one of ``both``, ``up``, ``down``.
+    ``hold * threshold`` before an anomaly opens, unless one is beyond ``burst * threshold``;
+    ``min_change`` the smallest relative change (for counts and sums) worth an alert;
+    ``min_shift`` the smallest accepted level shift reported when no anomaly was open;
+    ``variance_factor`` and ``point_factor`` raise the bar for the variance test and for single
+    points of sums and rates; ``direction`` one of ``both``, ``up``, ``down``.
     """
 
     sensitivity: float = 1.0
