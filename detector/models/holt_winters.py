@@ -7,16 +7,23 @@ for explicit use (``--model holt_winters``) on a handful of series, never chosen
 
 At ``fit(panel, end)`` each series' trailing ``history`` before ``end`` (gaps interpolated) is
 fitted with ``ExponentialSmoothing``: heuristic initial states (so only the smoothing weights
-are optimised, which keeps a fit on a week of 5-minute data well under a second) and the daily
-season when the window holds two full days. ``predict(panel, start, stop)`` returns the
-multi-step forecast from the end of the window for the whole range: causal, since it uses rows
-before ``end`` only, and an incident during the day does not drag the forecast along. The
-variance of a point is the in-sample residual variance (sse / n over the observed points),
-grown with the horizon as for a local level, ``sigma^2 * (1 + (h - 1) * alpha^2)``.
+are optimised, which keeps a fit on a week of 5-minute data around 50 ms) and the daily season
+when the window holds two full days. ``predict(panel, start, stop)`` returns the multi-step
+forecast from the end of the window for the whole range: causal, since it uses rows before
+``end`` only, and an incident during the day does not drag the forecast along.
+
+The variance of a point is the in-sample one-step residual variance (sse / n over the observed
+points) grown with the horizon as for a local level, ``sigma^2 * (1 + (h - 1) * alpha^2)``,
+and at least the variance of the model's own in-sample day-ahead forecasts (1.4826 * MAD of
+their errors, computed from the fitted states without refitting): one-step residuals say
+nothing of the day-to-day jumps of the level that a forecast made at midnight suffers.
 
 Multiplicative seasonality needs positive values: a series with a zero or a negative value in
 its window is fitted with an additive season instead. Windows that are too short, flat or
-mostly gaps get a robust level (the median of the last observations).
+mostly gaps get a robust level (the median of the last observations). While the window holds
+less than two days, a season is wanted but cannot be fitted yet: the forecast is non-seasonal
+and its variance at least the window's spread around it, so the daily swing it does not know
+yet is not an anomaly.
 
 >>> import pandas as pd
 >>> from detector.panel import to_panel
@@ -43,6 +50,7 @@ from detector.errors import ConfigError, ModelError
 from detector.models.base import Forecast, SeriesInfo, register
 from detector.models.seasonality import candidate_periods
 from detector.models.stl import (
+    MIN_HOLDOUT,
     MIN_OBSERVED,
     Window,
     check_bool,
@@ -50,6 +58,7 @@ from detector.models.stl import (
     check_int,
     history_rows,
     robust_level,
+    robust_scale,
     scale_floor,
     series_family,
     series_window,
@@ -129,6 +138,7 @@ class HoltWintersModel:
         self._validate()
         n_series = panel.values.shape[1]
         rows = history_rows(self.history, panel.freq)
+        horizon = max(round(panel.steps_per_day), MIN_HOLDOUT)
         period = self.seasonal_periods
         if period is None:
             period = candidate_periods(panel.freq).get("daily", 0)
@@ -144,11 +154,11 @@ class HoltWintersModel:
             fitted = None
             y = window.y
             if len(y) >= _MIN_OBS and window.observed.mean() >= MIN_OBSERVED and np.ptp(y) > 0:
-                fitted = self._fit_one(window, int(period))
+                fitted = self._fit_one(window, int(period), horizon)
             self.fitted_.append(fitted if fitted is not None else _fit_level(window))
         return self
 
-    def _fit_one(self, window: Window, period: int) -> _Fitted | None:
+    def _fit_one(self, window: Window, period: int, horizon: int) -> _Fitted | None:
         from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
         y = window.y
@@ -182,9 +192,14 @@ class HoltWintersModel:
         sigma2 = max(float(np.mean(resid**2)), floor**2)
         alpha = float(res.params.get("smoothing_level", 0.0))
         alpha = alpha if np.isfinite(alpha) else 0.0
-        # A flat forecast of a series whose season is not modelled yet errs by the season's
-        # swing, for hours on end: its variance is at least the window's spread around it.
-        least = robust_level(window)[1] ** 2 if warming else 0.0
+        # The one-step residuals say nothing of a day-ahead forecast's error when the level
+        # jumps from day to day (weekends): the variance is at least that of the model's own
+        # in-sample forecasts a day ahead. A flat forecast of a series whose season is not
+        # modelled yet errs by the season's swing: at least the window's spread around it.
+        day = _day_ahead_errors(res, y, kind or "", period, horizon)[window.observed]
+        least = robust_scale(day, window.observed_values) ** 2 if day.size >= MIN_HOLDOUT else 0.0
+        if warming:
+            least = max(least, robust_level(window)[1] ** 2)
         return _Fitted(window.lo, res, np.nan, fitted, sigma2, least, alpha, period, kind or "")
 
     # -- forecasting --------------------------------------------------------------------------
@@ -239,3 +254,49 @@ def _fit_level(window: Window) -> _Fitted:
     level, scale = robust_level(window)
     n = len(window.y)
     return _Fitted(window.lo, None, level, np.full(n, level), scale**2, 0.0, 0.0, 0, "")
+
+
+def _day_ahead_errors(
+    res: Any, y: np.ndarray, seasonal: str, period: int, horizon: int
+) -> np.ndarray:
+    """In-sample errors of forecasts made every ``horizon`` rows for the ``horizon`` rows after.
+
+    The forecast from origin ``o`` uses the fitted states at ``o`` (level, trend, season), with
+    the formulas of ``forecast()`` (which, at exactly one period ahead, also applies the last
+    seasonal update: a difference of the order of ``smoothing_seasonal`` times one residual).
+    Rows not forecast (before the first origin) are NaN. Cheap: no refit.
+
+    >>> import warnings
+    >>> from statsmodels.tsa.holtwinters import ExponentialSmoothing
+    >>> y = 10 + np.sin(np.arange(60) * np.pi / 3) + np.random.default_rng(0).normal(0, 0.1, 60)
+    >>> def hw(values, **fixed):
+    ...     with warnings.catch_warnings():
+    ...         warnings.simplefilter("ignore")
+    ...         model = ExponentialSmoothing(values, seasonal="add", seasonal_periods=6,
+    ...                                      initialization_method="heuristic")
+    ...         return model.fit(**fixed, optimized=not fixed)
+    >>> head = hw(y[:-10])
+    >>> full = hw(y, smoothing_level=head.params["smoothing_level"],
+    ...           smoothing_seasonal=head.params["smoothing_seasonal"])
+    >>> err = _day_ahead_errors(full, y, "add", 6, 10)
+    >>> bool(np.allclose(err[-10:], y[-10:] - head.forecast(10), atol=0.01))
+    True
+    """
+    n = len(y)
+    out = np.full(n, np.nan)
+    level = np.asarray(res.level, dtype=float)
+    trend = np.asarray(res.trend, dtype=float) if res.model.trend else None
+    season = np.asarray(res.season, dtype=float) if seasonal else None
+    phi = float(res.params.get("damping_trend", 1.0)) if res.model.damped_trend else 1.0
+    first = period - 1 if seasonal else 0
+    for o in range(n - 1 - horizon, first - 1, -horizon):
+        h = np.arange(1, min(horizon, n - 1 - o) + 1)
+        pred = np.full(len(h), level[o])
+        if trend is not None:
+            steps = h.astype(float) if phi == 1.0 else np.cumsum(phi**h)
+            pred = pred + steps * trend[o]
+        if season is not None:
+            s = season[o + h - period * ((h - 1) // period + 1)]
+            pred = pred * s if seasonal == "mul" else pred + s
+        out[o + h] = y[o + h] - pred
+    return out

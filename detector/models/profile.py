@@ -84,7 +84,7 @@ class SeasonalProfileModel:
         days: int = 3,
         smooth: int = 2,
         level_window: int = 12,
-        level_halflife: str = "1D",
+        level_halflife: str = "6h",
         level_shift_after: str = "2h",
         level_shift_z: float = 1.5,
         freeze_z: float = 1.5,
@@ -274,11 +274,19 @@ class SeasonalProfileModel:
         same_kind = seasonal[prev] == seasonal[best]
         keep = same_kind & np.isfinite(prev_err) & (prev_err <= 1.03 * best_err)
         best = np.where(keep, prev, best)
-        # A series switching to a seasonal baseline starts from the window's level ratio.
+        # A series switching to a seasonal baseline starts from the level ratio of the last
+        # day (not the whole window, which may straddle a level shift).
         switched = (best != prev) & seasonal[best]
         if switched.any():
-            r = np.take_along_axis(ratio, best[None], axis=0)[0]
-            off = np.take_along_axis(offset, best[None], axis=0)[0]
+            day = max(self.level_window, min(int(panel.steps_per_day), x.shape[0]))
+            xd, bd = xs[:, -day:], bs[:, -day:]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                recent = xd.sum(1) / bd.sum(1)
+                recent_off = (xd - bd).sum(1) / both[:, -day:].sum(1)
+            recent = np.where(np.isfinite(recent) & (recent > 0), recent, ratio)
+            recent_off = np.where(np.isfinite(recent_off), recent_off, offset)
+            r = np.take_along_axis(recent, best[None], axis=0)[0]
+            off = np.take_along_axis(recent_off, best[None], axis=0)[0]
             st = self.state_
             st.sb = np.where(switched & (st.sb <= 0), 1.0, st.sb)
             st.sx = np.where(switched, r * st.sb, st.sx)
@@ -425,16 +433,14 @@ class SeasonalProfileModel:
             st.sx = np.where(upd, (1 - a) * st.sx + a * xc, st.sx)
             st.sb = np.where(upd, (1 - a) * st.sb + a * bs, st.sb)
             st.add = np.where(upd, (1 - a) * st.add + a * (xc - bs), st.add)
-            if lev.any():
-                # Points outside the band are left out, not clipped: a clipped outage would
-                # still walk the median down step by step.
-                # For counts judge "outside" with Poisson-like room, or a single sale where
-                # 0.03 are expected would never enter and the level would stick at zero.
-                zc = np.where(count, (xs - e) / np.sqrt(np.maximum(var, e) + 1.0), z)
-                into = lev & ok & (np.abs(zc) <= 3.0)
-                keep = st.ring[st.ring_pos]
-                st.ring[st.ring_pos] = np.where(into, xs, keep)
-                st.ring_pos = (st.ring_pos + 1) % st.ring.shape[0]
+            # The recent-level ring is kept for every series, so that a switch to the "level"
+            # baseline starts from today's values. Points outside the band are left out, not
+            # clipped: a clipped outage would still walk the median down step by step. Counts
+            # get Poisson-like room, or one sale where 0.03 are expected would never enter.
+            zc = np.where(count, (xs - e) / np.sqrt(np.maximum(var, e) + 1.0), z)
+            into = ok & (np.abs(zc) <= 3.0)
+            st.ring[st.ring_pos] = np.where(into, xs, st.ring[st.ring_pos])
+            st.ring_pos = (st.ring_pos + 1) % st.ring.shape[0]
             # A count series that fell to ~0 is an outage, never a new normal.
             outage = count & (xs <= 0.05 * np.abs(e))
             accept = settled & ~outage

@@ -29,6 +29,7 @@ from detector.models.base import FAMILIES
 
 SCALES = (1, 3, 6, 12, 24)
 VARIANCE_WINDOW = 12
+TAIL_Q = 0.99
 KIND_CODES = ("", "spike", "dip", "level_shift", "stale", "missing", "variance")
 _NORMAL_MEDIAN_SQ = 0.4549364
 
@@ -208,65 +209,124 @@ def stale_thresholds(
     return out
 
 
-def _scale_z(
+@dataclass
+class _Scale:
+    """Window sums of one time scale for every row, computed once before deciding."""
+
+    m: int
+    raw: np.ndarray  # uncalibrated z of the summed residual
+    valid: np.ndarray
+    carries: np.ndarray  # the newest point carries the window's deviation
+    big: np.ndarray  # the change is large enough to matter (min_change)
+    e_sum: np.ndarray
+    x_sum: np.ndarray
+    v_sum: np.ndarray
+
+
+def _scale(
     x: np.ndarray,
     e: np.ndarray,
     var: np.ndarray,
     ok: np.ndarray,
-    count: np.ndarray,
+    relative: np.ndarray,
     m: int,
-    bounds: list[int],
-    window: int,
-    causal: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Calibrated z of the residual summed over ``m`` rows; also the sums used for min-change."""
+    params: DetectionParams,
+) -> _Scale:
     r = np.where(ok, x - e, 0.0)
     s = window_sums(r, m)
     v = window_sums(np.where(ok, var, 0.0), m)
     n = window_sums(ok.astype(float), m)
     valid = ok & (n >= (m // 2 + 1)) & (v > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.where(valid, s / np.sqrt(np.where(v > 0, v, 1.0)), 0.0)
-    kappa = calibration(z * z, bounds, window, valid, causal)
-    z = z / np.sqrt(kappa)
-    # Heavy tails: where the past's 99th percentile of |z| exceeds a normal's, shrink z so a
-    # series that spikes every day does not alert every day.
-    tail = calibration(z * z, bounds, window, valid, causal, 0.99, 2.576**2, 1.0)
-    kappa = kappa * tail
-    z = z / np.sqrt(tail)
-    # Counts: exact-ish negative binomial tails where the normal one could mislead.
-    sub = count & (np.abs(z) > 2.0) & valid
+        raw = np.where(valid, s / np.sqrt(np.where(v > 0, v, 1.0)), 0.0)
+    # A window only speaks for the newest point if that point itself carries the deviation:
+    # same sign and at least half the window's mean size (so an incident's end is not flagged
+    # for a whole window length after it).
+    nn = np.maximum(n, 1)
+    carries = (np.sign(r) == np.sign(s)) & (np.abs(r) >= 0.5 * np.abs(s) / nn)
+    if m == 1:
+        carries = np.ones_like(valid)
+    level = window_sums(np.where(ok, np.abs(e), 0.0), m) / nn
+    need = np.maximum(params.min_abs_change, np.where(relative, params.min_change * level, 0.0))
+    big = np.abs(s) / nn >= need
+    e_sum = window_sums(np.where(ok, e, 0.0), m)
+    x_sum = window_sums(np.where(ok, x, 0.0), m)
+    return _Scale(m, raw, valid, carries, big, e_sum, x_sum, v)
+
+
+def _past_factor(
+    stat2: np.ndarray, use: np.ndarray, quantile: float, reference: float, low: float
+) -> np.ndarray:
+    """Per series: a quantile of past squared z over a normal's (1 with under 24 rows)."""
+    n = stat2.shape[1]
+    enough = use.sum(axis=0) >= 24
+    out = np.ones(n)
+    if stat2.shape[0] == 0 or not enough.any():
+        return out
+    past = np.where(use[:, enough], stat2[:, enough], np.nan)
+    q = np.nanquantile(past, quantile, axis=0)
+    out[enough] = np.where(np.isfinite(q) & (q > 0), q / reference, 1.0)
+    return np.clip(out, low, 1e6)
+
+
+def _calibrated(
+    sc: _Scale, quiet: np.ndarray, lo: int, start: int, a: int, stop: int, count: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated z of one scale for rows ``[a, stop)`` from past rows ``[lo, start)``.
+
+    Only *quiet* past rows count (no anomaly flagged within the window), so an incident does
+    not teach the calibration that incidents are normal. The variance factor is the median of
+    past squared z over a normal's; the tail factor shrinks z where the past's 99th percentile
+    is beyond a normal's (a series that spikes every day should not alert every day).
+    """
+    use = sc.valid[lo:start] & quiet
+    raw2 = sc.raw[lo:start] ** 2
+    kappa = _past_factor(raw2, use, 0.5, _NORMAL_MEDIAN_SQ, 0.5)
+    tail = _past_factor(raw2 / kappa, use, TAIL_Q, stats.norm.ppf(0.5 + TAIL_Q / 2) ** 2, 1.0)
+    factor = kappa * tail
+    z = sc.raw[a:stop] / np.sqrt(factor)
+    # Counts: negative binomial tails where the normal one could mislead.
+    sub = count[a:stop] & (np.abs(z) > 2.0) & sc.valid[a:stop]
     if sub.any():
-        es = window_sums(np.where(ok, e, 0.0), m)[sub]
-        xs = window_sums(np.where(ok, x, 0.0), m)[sub]
-        z[sub] = count_tail_z(xs, es, (v * kappa)[sub])
-    if m > 1:
-        # A window only speaks for the newest point if that point itself carries the deviation:
-        # same sign and at least half the window's mean size (so an incident's end is not
-        # flagged for a whole window length after it).
-        carries = (np.sign(r) == np.sign(s)) & (np.abs(r) >= 0.5 * np.abs(s) / np.maximum(n, 1))
-        z = np.where(carries, z, 0.0)
-    mean_e = window_sums(np.where(ok, np.abs(e), 0.0), m)
-    return z, np.abs(s) / np.maximum(n, 1), mean_e / np.maximum(n, 1)
+        v = sc.v_sum[a:stop] * factor
+        z[sub] = count_tail_z(sc.x_sum[a:stop][sub], sc.e_sum[a:stop][sub], v[sub])
+    z = np.where(sc.carries[a:stop] & sc.big[a:stop] & sc.valid[a:stop], z, 0.0)
+    return z, factor
 
 
 def _variance_z(
-    z1: np.ndarray, ok: np.ndarray, bounds: list[int], window: int, causal: bool
+    z1: np.ndarray, ok: np.ndarray, quiet: np.ndarray, lo: int, start: int, a: int, stop: int
 ) -> np.ndarray:
     """How unusually large the recent squared residuals are, as a one-sided z (kind variance).
 
     The sum of the last ``VARIANCE_WINDOW`` squared single-point z-scores against a chi-square,
-    calibrated on the past's 99th percentile because residuals are not independent.
+    calibrated on the quiet past's 99th percentile because residuals are not independent.
     """
     m = VARIANCE_WINDOW
-    s2 = window_sums(np.where(ok, z1 * z1, 0.0), m)
-    k = window_sums(ok.astype(float), m)
-    valid = ok & (k >= m // 2 + 1)
+    b = max(0, lo - m)
+    s2 = window_sums(np.where(ok[b:stop], z1[b:stop] ** 2, 0.0), m)
+    k = window_sums(ok[b:stop].astype(float), m)
+    valid = ok[b:stop] & (k >= m // 2 + 1)
     with np.errstate(all="ignore"):
         p = np.where(valid, stats.chi2.sf(s2, np.maximum(k, 1)), 0.5)
         zv = np.clip(stats.norm.isf(np.clip(p, 1e-300, 0.5)), 0.0, None)
-    tail = calibration(zv * zv, bounds, window, valid, causal, 0.99, 2.326**2, 1.0)
-    return np.where(valid, zv / np.sqrt(tail), 0.0)
+    zv = np.where(valid, zv, 0.0)
+    past = zv[lo - b : start - b]
+    tail = _past_factor(past**2, valid[lo - b : start - b] & quiet, 0.99, 2.326**2, 1.0)
+    return zv[a - b : stop - b] / np.sqrt(tail)
+
+
+@dataclass
+class _Open:
+    """The anomaly state carried from row to row (and period to period) per series."""
+
+    sign: np.ndarray
+    start: np.ndarray
+    streak: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> _Open:
+        return cls(np.zeros(n), np.full(n, -1, dtype=np.int64), np.zeros(n))
 
 
 def decide(
@@ -284,99 +344,129 @@ def decide(
 ) -> Detection:
     """Score every point and decide, causally, which ones are anomalous and of what kind.
 
-    ``confidence`` (same shape, in (0, 1]) scales z down while a series' history is short:
-    the cold-start ladder raises thresholds instead of alarming on a half-learned shape.
+    Period by period (the model's refit periods): each scale's z is calibrated on the quiet
+    rows of the past window, then rows are decided in order. ``family`` holds FAMILIES codes
+    per row (the family in force at that row's refit). ``confidence`` (in (0, 1]) scales z
+    down while a series' history is short: the cold-start ladder raises thresholds instead of
+    alarming on a half-learned shape.
     """
     t, n = x.shape
     ok = np.isfinite(x) & np.isfinite(expected) & np.isfinite(variance) & scorable
-    # family: per row and series (the family in force at that row's refit), as FAMILIES codes.
     count = family == FAMILIES.index("count")
     ratio = family == FAMILIES.index("ratio")
     relative = count | (family == FAMILIES.index("continuous"))
-    zeff = np.zeros((t, n))
-    for m, factor in zip(SCALES, params.scale_thresholds, strict=True):
-        z, dev, level = _scale_z(x, expected, variance, ok, count, m, bounds, window, causal)
-        big = dev >= np.maximum(
-            params.min_abs_change, np.where(relative, params.min_change * level, 0.0)
-        )
-        if m == 1:
-            zvar = _variance_z(z, ok, bounds, window, causal)
-        z = np.where(big, z, 0.0) / factor
-        if m == 1:
-            # One point of a sum or a rate is noisier than the model says (a big order, a
-            # handful of attempts at night); incidents there last, and longer windows see them.
-            z = np.where(count, z, z / params.point_factor)
-        zeff = np.where(np.abs(z) > np.abs(zeff), z, zeff)
-    if confidence is not None:
-        zeff = zeff * confidence
-        zvar = zvar * confidence
-    if params.direction == "up":
-        zeff = np.maximum(zeff, 0.0)
-    elif params.direction == "down":
-        zeff = np.minimum(zeff, 0.0)
-    thr = params.z
+    # Variance changes are judged on levels and rates (quotes that flap); for counts and sums
+    # a burst of big squared residuals is lumpy demand, and the mean tests cover real changes.
+    wobbly = ratio | (family == FAMILIES.index("level"))
+    scales = [_scale(x, expected, variance, ok, relative, m, params) for m in SCALES]
+    conf = confidence if confidence is not None else np.ones((t, n))
     seen = np.where(scorable, x, np.nan)
     run = stale_runs(seen)
     stale_need = stale_thresholds(run, seen, bounds, window, params, causal)
     # A value stuck at 0 (no orders, no revenue) is a drop, judged above, not a stale feed.
     stale_need = np.where(x == 0, np.inf, stale_need)
-    kind = np.zeros((t, n), dtype=np.int8)
-    flag = np.zeros((t, n), dtype=bool)
-    start = np.full((t, n), -1, dtype=np.int64)
-    open_sign = np.zeros(n)
-    open_start = np.full(n, -1, dtype=np.int64)
     shifts = level_shift if level_shift is not None else np.zeros((t, n))
-    streak = np.zeros(n)  # rows in a row beyond hold * thr on one side (signed)
-    for i in range(t):
-        zi = zeff[i]
-        side = np.where(np.abs(zi) >= params.hold * thr, np.sign(zi), 0.0)
-        streak = np.where(side == 0, 0.0, np.where(np.sign(streak) == side, streak + side, side))
-        # Minimum duration: a lone point opens an anomaly only if it is far out (burst).
-        lasting = np.abs(streak) >= params.min_duration
-        strong = (np.abs(zi) >= thr) & (lasting | (np.abs(zi) >= params.burst * thr))
-        cont = (open_sign != 0) & (zi * open_sign >= params.hold * thr)
-        new = strong & ((open_sign == 0) | (np.sign(zi) != open_sign))
-        open_start = np.where(new, i, open_start)
-        open_sign = np.where(new, np.sign(zi), np.where(strong | cont, open_sign, 0.0))
-        miss = ~np.isfinite(x[i])  # a gap neither opens nor closes an anomaly
-        f = (strong | cont) & ok[i]
-        # An accepted shift is news when it ends an open anomaly or is big; a small re-levelling
-        # of a series nobody was alerted about is the model's business, not an alert.
-        moved = shifts[i] != 0
-        accepted = (
-            moved & scorable[i] & ((open_sign != 0) | (np.abs(shifts[i]) >= params.min_shift))
-        )
-        stale = (run[i] >= stale_need[i]) & ok[i] & ~f
-        noisy = (zvar[i] >= thr * params.variance_factor) & ok[i] & ~f & ~stale
-        kind[i] = np.where(f, np.where(open_sign > 0, 1, 2), 0)
-        kind[i] = np.where(accepted, 3, kind[i])
-        kind[i] = np.where(stale, 4, kind[i])
-        kind[i] = np.where(noisy, 6, kind[i])
-        kind[i] = np.where(miss & scorable[i], 5, kind[i])
-        flag[i] = f | accepted | stale | noisy
-        start[i] = np.where(f | accepted, open_start, np.where(stale, i - run[i], -1))
-        start[i] = np.where(noisy, i - VARIANCE_WINDOW + 1, start[i])
-        # After an accepted shift the model's level is the new normal: close the anomaly.
-        open_sign = np.where(moved, 0.0, open_sign)
-        open_sign = np.where(ok[i] | miss, open_sign, 0.0)
-    z0 = params.threshold
+    out = Detection(
+        z=np.zeros((t, n)),
+        score=np.zeros((t, n)),
+        is_anomaly=np.zeros((t, n), dtype=bool),
+        kind=np.zeros((t, n), dtype=np.int8),
+        lower=np.zeros((t, n)),
+        upper=np.zeros((t, n)),
+        run_start=np.full((t, n), -1, dtype=np.int64),
+        stale_run=run,
+    )
+    z1 = np.zeros((t, n))
+    zvar = np.zeros((t, n))
+    state = _Open.empty(n)
+    for lo, start, a, stop in _periods(bounds, t, window, causal):
+        zeff = np.zeros((stop - a, n))
+        for sc, factor in zip(scales, params.scale_thresholds, strict=True):
+            # Past rows whose window holds no flagged row: the calibration's "normal".
+            b = max(0, lo - sc.m + 1)
+            recent = window_sums(out.is_anomaly[b:start].astype(float), sc.m)
+            quiet = recent[lo - b :] == 0
+            z, kappa = _calibrated(sc, quiet, lo, start, a, stop, count)
+            if sc.m == 1:
+                z1[a:stop] = z
+                out.upper[a:stop] = kappa[None, :]  # reused below for the bounds
+                zvar[a:stop] = _variance_z(z1, ok, quiet, lo, start, a, stop)
+                # One point of a sum or a rate is noisier than the model says (a big order, a
+                # handful of attempts at night); incidents there last, and windows see them.
+                z = np.where(count[a:stop], z, z / params.point_factor)
+            z = z / factor
+            zeff = np.where(np.abs(z) > np.abs(zeff), z, zeff)
+        zeff *= conf[a:stop]
+        zvar[a:stop] *= conf[a:stop]
+        if params.direction == "up":
+            zeff = np.maximum(zeff, 0.0)
+        elif params.direction == "down":
+            zeff = np.minimum(zeff, 0.0)
+        out.z[a:stop] = zeff
+        for i in range(a, stop):
+            _decide_row(i, out, state, zeff[i - a], zvar[i], ok, scorable, x, shifts, run,
+                        stale_need, params, wobbly[i])  # fmt: skip
+    thr, z0 = params.z, params.threshold
+    zeff = out.z
     score = zeff * zeff / (zeff * zeff + z0 * z0)
     with np.errstate(invalid="ignore", divide="ignore"):
         stale_score = np.where(np.isfinite(stale_need), run / (run + stale_need), 0.0)
     score = np.maximum(score, stale_score)
     score = np.maximum(score, zvar * zvar / (zvar * zvar + z0 * z0))
-    score = np.where(ok, score, np.nan)
-    kappa1 = calibration(
-        np.where(ok, (x - expected) ** 2 / np.where(variance > 0, variance, 1.0), np.nan),
-        bounds,
-        window,
-        ok,
-        causal,
-    )
-    half = thr * np.sqrt(np.maximum(variance * kappa1, 0.0))
+    out.score = np.where(ok, score, np.nan)
+    half = thr * np.sqrt(np.maximum(variance * out.upper, 0.0))
     lower, upper = expected - half, expected + half
     # A series that has never been negative gets no negative lower bound.
     never_negative = np.fmin.accumulate(np.where(np.isfinite(x), x, np.inf), axis=0) >= 0
-    lower = np.where(count | ratio | never_negative, np.maximum(lower, 0.0), lower)
-    upper = np.where(ratio, np.minimum(upper, 1.0), upper)
-    return Detection(zeff, score, flag, kind, lower, upper, start, run)
+    out.lower = np.where(count | ratio | never_negative, np.maximum(lower, 0.0), lower)
+    out.upper = np.where(ratio, np.minimum(upper, 1.0), upper)
+    return out
+
+
+def _decide_row(
+    i: int,
+    out: Detection,
+    st: _Open,
+    zi: np.ndarray,
+    zv: np.ndarray,
+    ok: np.ndarray,
+    scorable: np.ndarray,
+    x: np.ndarray,
+    shifts: np.ndarray,
+    run: np.ndarray,
+    stale_need: np.ndarray,
+    params: DetectionParams,
+    wobbly: np.ndarray,
+) -> None:
+    """Decide row ``i`` for every series from its z and the state left by row ``i - 1``."""
+    thr = params.z
+    side = np.where(np.abs(zi) >= params.hold * thr, np.sign(zi), 0.0)
+    st.streak = np.where(
+        side == 0, 0.0, np.where(np.sign(st.streak) == side, st.streak + side, side)
+    )
+    # Minimum duration: a lone point opens an anomaly only if it is far out (burst).
+    lasting = np.abs(st.streak) >= params.min_duration
+    strong = (np.abs(zi) >= thr) & (lasting | (np.abs(zi) >= params.burst * thr))
+    cont = (st.sign != 0) & (zi * st.sign >= params.hold * thr)
+    new = strong & ((st.sign == 0) | (np.sign(zi) != st.sign))
+    st.start = np.where(new, i, st.start)
+    st.sign = np.where(new, np.sign(zi), np.where(strong | cont, st.sign, 0.0))
+    miss = ~np.isfinite(x[i])  # a gap neither opens nor closes an anomaly
+    f = (strong | cont) & ok[i]
+    # An accepted shift is news when it ends an open anomaly or is big; a small re-levelling
+    # of a series nobody was alerted about is the model's business, not an alert.
+    moved = shifts[i] != 0
+    accepted = moved & scorable[i] & ((st.sign != 0) | (np.abs(shifts[i]) >= params.min_shift))
+    stale = (run[i] >= stale_need[i]) & ok[i] & ~f
+    noisy = (zv >= thr * params.variance_factor) & ok[i] & ~f & ~stale & wobbly
+    kind = np.where(f, np.where(st.sign > 0, 1, 2), 0)
+    kind = np.where(accepted, 3, kind)
+    kind = np.where(stale, 4, kind)
+    kind = np.where(noisy, 6, kind)
+    out.kind[i] = np.where(miss & scorable[i], 5, kind)
+    out.is_anomaly[i] = f | accepted | stale | noisy
+    began = np.where(f | accepted, st.start, np.where(stale, i - run[i], -1))
+    out.run_start[i] = np.where(noisy, i - VARIANCE_WINDOW + 1, began)
+    # After an accepted shift the model's level is the new normal: close the anomaly.
+    st.sign = np.where(moved, 0.0, st.sign)
+    st.sign = np.where(ok[i] | miss, st.sign, 0.0)
