@@ -22,8 +22,8 @@ Multiplicative seasonality needs positive values: a series with a zero or a nega
 its window is fitted with an additive season instead. Windows that are too short, flat or
 mostly gaps get a robust level (the median of the last observations). While the window holds
 less than two days, a season is wanted but cannot be fitted yet: the forecast is non-seasonal
-and its variance at least the window's spread around it, so the daily swing it does not know
-yet is not an anomaly.
+and without trend (which would extrapolate the morning's rise all day), and its variance at
+least the window's spread around it, so the daily swing it does not know yet is no anomaly.
 
 >>> import pandas as pd
 >>> from detector.panel import to_panel
@@ -171,13 +171,15 @@ class HoltWintersModel:
         warming = warming and kind is None
         if kind == "mul" and np.min(y) <= 0:
             kind = "add"
+        # Without its season, a trend would extrapolate the morning's rise all day long.
+        trend = None if warming else self.trend
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             try:
                 res = ExponentialSmoothing(
                     y,
-                    trend=self.trend,
-                    damped_trend=bool(self.damped_trend),
+                    trend=trend,
+                    damped_trend=bool(self.damped_trend) and trend is not None,
                     seasonal=kind,
                     seasonal_periods=period or None,
                     initialization_method="heuristic",

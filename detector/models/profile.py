@@ -441,9 +441,13 @@ class SeasonalProfileModel:
             into = ok & (np.abs(zc) <= 3.0)
             st.ring[st.ring_pos] = np.where(into, xs, st.ring[st.ring_pos])
             st.ring_pos = (st.ring_pos + 1) % st.ring.shape[0]
-            # A count series that fell to ~0 is an outage, never a new normal.
-            outage = count & (xs <= 0.05 * np.abs(e))
-            accept = settled & ~outage
+            # A count series that fell to ~0 is an outage, never a new normal; and a shift is
+            # only accepted while the newest point still shows it (not as an outage recovers).
+            side_now = (np.sign(z) == np.sign(mean_z)) & (np.abs(z) > 1) & ok
+            shifted_rows = (np.sign(rec[0]) == np.sign(mean_z)[None]) & (np.abs(rec[0]) > 1)
+            low = (rec[1] * shifted_rows).sum(0) <= 0.05 * np.abs(rec[3] * shifted_rows).sum(0)
+            outage = count & ((xs <= 0.05 * np.abs(e)) | low)
+            accept = settled & side_now & ~outage
             if accept.any():
                 # The new level from the rows on the shifted side only.
                 side = (np.sign(rec[0]) == np.sign(mean_z)[None]) & (np.abs(rec[0]) > 1)
@@ -454,13 +458,14 @@ class SeasonalProfileModel:
                 st.add = np.where(accept & seasonal & ~self.mult_, gap, st.add)
                 new_level = sx_ / np.maximum(n_, 1)
                 st.ring[:, accept & lev] = new_level[accept & lev]
-                rec[:, :, accept] = 0.0
-                st.ewz[accept] = 0.0
                 # Size of the accepted change, relative to the old expectation.
                 size = (sx_ - (rec[3] * side).sum(0)) / np.maximum(
                     np.abs((rec[3] * side).sum(0)), 1e-12
                 )
                 shifted[i] = np.where(accept, size, 0.0)
+                rec[:, :, accept] = 0.0
+                st.ewz[accept] = 0.0
+
         self.expected_hist_[start:stop] = expected
         return Forecast(expected, variance, shifted)
 
