@@ -358,6 +358,8 @@ def decide(
     # Variance changes are judged on levels and rates (quotes that flap); for counts and sums
     # a burst of big squared residuals is lumpy demand, and the mean tests cover real changes.
     wobbly = ratio | (family == FAMILIES.index("level"))
+    # One bucket of a sum (revenue) can be a single huge order: never an alert on its own.
+    sums = family == FAMILIES.index("continuous")
     scales = [_scale(x, expected, variance, ok, relative, m, params) for m in SCALES]
     conf = confidence if confidence is not None else np.ones((t, n))
     seen = np.where(scorable, x, np.nan)
@@ -405,7 +407,7 @@ def decide(
         out.z[a:stop] = zeff
         for i in range(a, stop):
             _decide_row(i, out, state, zeff[i - a], zvar[i], ok, scorable, x, shifts, run,
-                        stale_need, params, wobbly[i])  # fmt: skip
+                        stale_need, params, wobbly[i], ~sums[i])  # fmt: skip
     thr, z0 = params.z, params.threshold
     zeff = out.z
     score = zeff * zeff / (zeff * zeff + z0 * z0)
@@ -437,6 +439,7 @@ def _decide_row(
     stale_need: np.ndarray,
     params: DetectionParams,
     wobbly: np.ndarray,
+    burst_ok: np.ndarray,
 ) -> None:
     """Decide row ``i`` for every series from its z and the state left by row ``i - 1``."""
     thr = params.z
@@ -446,7 +449,7 @@ def _decide_row(
     )
     # Minimum duration: a lone point opens an anomaly only if it is far out (burst).
     lasting = np.abs(st.streak) >= params.min_duration
-    strong = (np.abs(zi) >= thr) & (lasting | (np.abs(zi) >= params.burst * thr))
+    strong = (np.abs(zi) >= thr) & (lasting | (burst_ok & (np.abs(zi) >= params.burst * thr)))
     cont = (st.sign != 0) & (zi * st.sign >= params.hold * thr)
     new = strong & ((st.sign == 0) | (np.sign(zi) != st.sign))
     st.start = np.where(new, i, st.start)
