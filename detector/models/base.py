@@ -135,13 +135,41 @@ def lagged_stack(values: np.ndarray, lags: list[int]) -> np.ndarray:
     return out
 
 
+def sorted0(values: np.ndarray) -> np.ndarray:
+    """Sort along axis 0 (NaN last), as a view of a last-axis sort: contiguous runs sort
+    several times faster than strided ones."""
+    moved = np.ascontiguousarray(np.moveaxis(values, 0, -1))
+    moved.sort(axis=-1)
+    return np.moveaxis(moved, -1, 0)
+
+
+def nanquantile0(values: np.ndarray, q: float) -> np.ndarray:
+    """Quantile over axis 0 ignoring NaN (linear interpolation), via one sort.
+
+    ``np.nanquantile`` loops over columns in Python; this is one vectorised sort.
+
+    >>> nanquantile0(np.array([[1.0, np.nan], [2.0, 5.0], [3.0, np.nan], [4.0, np.nan]]), 0.5)
+    array([2.5, 5. ])
+    """
+    s = sorted0(values)
+    n = np.sum(~np.isnan(values), axis=0)
+    pos = q * np.maximum(n - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    a = np.take_along_axis(s, lo[None], axis=0)[0]
+    b = np.take_along_axis(s, hi[None], axis=0)[0]
+    out = a + (b - a) * (pos - lo)
+    out[n == 0] = np.nan
+    return out
+
+
 def nanmedian0(stack: np.ndarray) -> np.ndarray:
     """Median over axis 0 ignoring NaN, several times faster than ``np.nanmedian`` here.
 
     >>> nanmedian0(np.array([[1.0, np.nan], [3.0, np.nan], [np.nan, np.nan]])).tolist()
     [2.0, nan]
     """
-    s = np.sort(stack, axis=0)  # NaN sorts last
+    s = sorted0(stack)
     n = np.sum(~np.isnan(stack), axis=0)
     lo = np.clip((n - 1) // 2, 0, None)
     hi = np.clip(n // 2, 0, None)

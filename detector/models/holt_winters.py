@@ -79,10 +79,11 @@ class _Fitted:
     level: float  # the fallback's level (unused when results is set)
     insample: np.ndarray  # one-step-ahead fitted values over rows [lo, end)
     sigma2: float  # residual variance of one point
-    least: float  # a floor for the forecast variance (the spread while warming up)
+    least: float  # variance floor: day-ahead error variance (or the spread while warming up)
     alpha: float  # level smoothing weight (how fast the forecast error grows)
     period: int  # seasonal period used, 0 for none
     seasonal: str  # "add", "mul" or "" (none)
+    end: int = 0  # the row after the window's last observation: the forecast origin
 
 
 @register("holt_winters")
@@ -155,7 +156,9 @@ class HoltWintersModel:
             y = window.y
             if len(y) >= _MIN_OBS and window.observed.mean() >= MIN_OBSERVED and np.ptp(y) > 0:
                 fitted = self._fit_one(window, int(period), horizon)
-            self.fitted_.append(fitted if fitted is not None else _fit_level(window))
+            fitted = fitted if fitted is not None else _fit_level(window)
+            fitted.end = window.stop
+            self.fitted_.append(fitted)
         return self
 
     def _fit_one(self, window: Window, period: int, horizon: int) -> _Fitted | None:
@@ -199,6 +202,7 @@ class HoltWintersModel:
         # in-sample forecasts a day ahead. A flat forecast of a series whose season is not
         # modelled yet errs by the season's swing: at least the window's spread around it.
         day = _day_ahead_errors(res, y, kind or "", period, horizon)[window.observed]
+        day = day[np.isfinite(day)]
         least = robust_scale(day, window.observed_values) ** 2 if day.size >= MIN_HOLDOUT else 0.0
         if warming:
             least = max(least, robust_level(window)[1] ** 2)
@@ -213,12 +217,12 @@ class HoltWintersModel:
         rows = np.arange(start, stop)
         expected = np.full((len(rows), len(self.fitted_)), np.nan)
         variance = np.ones((len(rows), len(self.fitted_)))
-        h = rows - self.end_ + 1  # horizon: 1 for the first row after the window
-        ahead = h >= 1
-        steps = int(h[ahead].max()) if ahead.any() else 0
         for j, f in enumerate(self.fitted_):
             if f is None:
                 continue
+            h = rows - f.end + 1  # horizon: 1 for the first row after the window
+            ahead = h >= 1
+            steps = int(h[ahead].max()) if ahead.any() else 0
             e = np.full(len(rows), np.nan)
             if steps:
                 if f.results is None:

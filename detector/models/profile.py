@@ -62,6 +62,9 @@ class _State:
     ewz: np.ndarray  # short exponentially weighted mean of z: is a deviation going on?
     recent: np.ndarray  # (5, M, N): z, x, baseline, expected, valid over the last M rows
     ring: np.ndarray  # (level_window, N): recent values clipped to the band ("level" baseline)
+    undo: np.ndarray  # (4, N): level factor, offset, ring level before the last accepted shift,
+    #                   and the rows left during which the shift may still be undone
+    votes: np.ndarray  # rows in a row that the old level explained better
     recent_pos: int = 0
     ring_pos: int = 0
 
@@ -71,6 +74,7 @@ class _State:
         return cls(
             z.copy(), z.copy(), z.copy(), z.copy(),
             np.zeros((5, shift_steps, n)), np.full((window, n), np.nan),
+            np.zeros((4, n)), z.copy(),
         )  # fmt: skip
 
 
@@ -156,6 +160,8 @@ class SeasonalProfileModel:
         self.cnt_stack_ = np.stack([stacks[b][2] for b in self.baselines_])
         self.alpha_ = 1 - 0.5 ** (1 / max(1.0, pd.Timedelta(self.level_halflife) / panel.freq))
         self.shift_steps_ = max(1, int(pd.Timedelta(self.level_shift_after) / panel.freq))
+        self.undo_steps_ = max(1, int(pd.Timedelta("1D") / panel.freq))
+        self.undo_votes = max(3, self.shift_steps_ // 4)
         self.window_steps_ = max(
             self.level_window * 4, int(pd.Timedelta(self.selection_window) / panel.freq)
         )
@@ -252,8 +258,7 @@ class SeasonalProfileModel:
         level, naive = names.index("level"), names.index("naive")
         best = np.where(mae[naive] < mae[level], naive, level)
         flat_err = np.minimum(mae[naive], mae[level])
-        acf_lags = [self.periods_[n] for n in ("daily", "weekly") if n in names]
-        acf = autocorrelation(panel.values[max(0, end - 4 * self.window_steps_) : end], acf_lags)
+        acf = self._seasonal_strength(panel, end)
         season_best = np.full(x.shape[1], -1)
         season_err = np.full(x.shape[1], np.inf)
         for i, name in enumerate(n for n in ("daily", "weekly") if n in names):
@@ -292,6 +297,18 @@ class SeasonalProfileModel:
             st.sx = np.where(switched, r * st.sb, st.sx)
             st.add = np.where(switched, off, st.add)
         return best
+
+    def _seasonal_strength(self, panel: Panel, end: int) -> np.ndarray:
+        """Autocorrelation at the daily/weekly lags, recomputed weekly (it changes slowly)."""
+        names = [n for n in ("daily", "weekly") if n in self.baselines_]
+        last = getattr(self, "acf_end_", None)
+        fresh = last is not None and end - last < self.window_steps_
+        if fresh and np.isfinite(self.acf_).all():
+            return self.acf_
+        lags = [self.periods_[n] for n in names]
+        self.acf_ = autocorrelation(panel.values[max(0, end - 2 * self.window_steps_) : end], lags)
+        self.acf_end_ = end
+        return self.acf_
 
     def _regressors(self, panel: Panel, e: np.ndarray, rows: slice) -> np.ndarray:
         """Columns of the variance model ``a + b*g(e) + c*e^2`` for each series' family."""
@@ -448,26 +465,70 @@ class SeasonalProfileModel:
             low = (rec[1] * shifted_rows).sum(0) <= 0.05 * np.abs(rec[3] * shifted_rows).sum(0)
             outage = count & ((xs <= 0.05 * np.abs(e)) | low)
             accept = settled & side_now & ~outage
+            self._maybe_undo(st, x, b, e, sd, ok, seasonal, lev)
             if accept.any():
                 # The new level from the rows on the shifted side only.
                 side = (np.sign(rec[0]) == np.sign(mean_z)[None]) & (np.abs(rec[0]) > 1)
                 sx_, sb_, n_ = (rec[1] * side).sum(0), (rec[2] * side).sum(0), side.sum(0)
                 ratio = sx_ / np.where(sb_ > 0, sb_, 1.0)
-                st.sx = np.where(accept & seasonal & self.mult_, ratio * st.sb, st.sx)
                 gap = (sx_ - sb_) / np.maximum(n_, 1)
-                st.add = np.where(accept & seasonal & ~self.mult_, gap, st.add)
                 new_level = sx_ / np.maximum(n_, 1)
-                st.ring[:, accept & lev] = new_level[accept & lev]
+                new_e = np.where(self.mult_, b * ratio, b + gap)
+                new_e = np.where(seasonal, new_e, new_level)
                 # Size of the accepted change, relative to the old expectation.
-                size = (sx_ - (rec[3] * side).sum(0)) / np.maximum(
-                    np.abs((rec[3] * side).sum(0)), 1e-12
-                )
-                shifted[i] = np.where(accept, size, 0.0)
+                e_side = (rec[3] * side).sum(0)
+                size = (sx_ - e_side) / np.maximum(np.abs(e_side), 1e-12)
+                # Back to about the level before the last shift: a revert, not news.
+                old_e = np.where(self.mult_, b * st.undo[0], b + st.undo[1])
+                old_e = np.where(seasonal, old_e, st.undo[2])
+                revert = (st.undo[3] > 0) & (np.abs(new_e - old_e) <= 0.15 * np.abs(old_e))
+                shifted[i] = np.where(accept & ~revert, size, 0.0)
+                # Remember the old level for a day: if the series comes back to it (the
+                # "shift" was a long incident after all), the shift is undone quietly.
+                st.undo[0] = np.where(accept, lvl, st.undo[0])
+                st.undo[1] = np.where(accept, st.add, st.undo[1])
+                st.undo[2] = np.where(accept, e, st.undo[2])
+                st.undo[3] = np.where(accept & ~revert, self.undo_steps_, st.undo[3])
+                st.undo[3] = np.where(accept & revert, 0, st.undo[3])
+                st.votes[accept] = 0
+                st.sx = np.where(accept & seasonal & self.mult_, ratio * st.sb, st.sx)
+                st.add = np.where(accept & seasonal & ~self.mult_, gap, st.add)
+                st.ring[:, accept & lev] = new_level[accept & lev]
                 rec[:, :, accept] = 0.0
                 st.ewz[accept] = 0.0
 
         self.expected_hist_[start:stop] = expected
         return Forecast(expected, variance, shifted)
+
+    def _maybe_undo(
+        self,
+        st: _State,
+        x: np.ndarray,
+        b: np.ndarray,
+        e: np.ndarray,
+        sd: np.ndarray,
+        ok: np.ndarray,
+        seasonal: np.ndarray,
+        lev: np.ndarray,
+    ) -> None:
+        """Undo a recently accepted level shift when the old level explains the data again."""
+        live = (st.undo[3] > 0) & ok
+        if not live.any():
+            return
+        e_old = np.where(self.mult_, b * st.undo[0], b + st.undo[1])
+        e_old = np.where(seasonal, e_old, st.undo[2])
+        # A running vote (exponentially weighted) for the old level over the new one: noisy
+        # points may go either way, a return to the old level wins it steadily.
+        closer = np.where(np.abs(x - e_old) < np.abs(x - e), 1.0, -1.0)
+        st.votes = np.where(live, 0.8 * st.votes + 0.2 * closer, st.votes)
+        elapsed = self.undo_steps_ - st.undo[3]
+        undo = live & (st.votes > 0.5) & (elapsed >= self.undo_votes)
+        if undo.any():
+            st.sx = np.where(undo & seasonal & self.mult_, st.undo[0] * st.sb, st.sx)
+            st.add = np.where(undo & seasonal & ~self.mult_, st.undo[1], st.add)
+            st.ring[:, undo & lev] = st.undo[2][undo & lev]
+            st.undo[3] = np.where(undo, 0, st.undo[3])
+        st.undo[3] = np.where(st.undo[3] > 0, st.undo[3] - 1, 0)
 
     def _poisson_like(self) -> np.ndarray:
         """Series whose variance grows with their mean: counts and sums of counted things

@@ -88,7 +88,8 @@ class _Fitted:
     slope: float  # trend slope per row at the end (used only if slope_damping > 0)
     cycles: list[tuple[int, np.ndarray]]  # (period, last cycle of that seasonal component)
     insample: np.ndarray  # trend + seasonal over rows [lo, end), for retrospective predict
-    scale: float  # robust residual scale of one point
+    scale: float  # error scale of one point (of day-ahead forecasts where measurable)
+    end: int = 0  # the row after the window's last observation: the forecast origin
 
 
 class _DecompositionModel:
@@ -158,8 +159,8 @@ class _DecompositionModel:
                 periods = []
             else:
                 scale = self._holdout_scale(window, candidates, horizon)
-                fitted.scale = fitted.scale if scale is None else scale
-            fitted.lo = window.lo
+                fitted.scale = scale if scale is not None else _cycle_scale(window, periods[0])
+            fitted.lo, fitted.end = window.lo, window.stop
             self.periods_[j] = ",".join(str(p) for p in periods)
             self.fitted_.append(fitted)
         return self
@@ -193,10 +194,9 @@ class _DecompositionModel:
         fitted = trend + smooth_series(seasonal.sum(axis=1), w)
         k = min(len(y) - 1, max(periods))
         slope = (trend[-1] - trend[-1 - k]) / k if k > 0 else 0.0
-        # In-sample residuals are nearly 0 when the window holds few cycles (the seasonal LOESS
-        # interpolates them), so this scale is only used when no holdout is possible.
-        scale = robust_scale((y - fitted)[observed], y[observed])
-        return _Fitted(0, float(trend[-1]), float(slope), cycles, fitted, scale)
+        # No scale from in-sample residuals: with a few cycles the seasonal LOESS all but
+        # interpolates them. fit() sets it from a holdout (see _holdout_scale).
+        return _Fitted(0, float(trend[-1]), float(slope), cycles, fitted, np.nan)
 
     def _holdout_scale(self, window: Window, candidates: list[int], horizon: int) -> float | None:
         """The scale of this model's own forecast errors on the last ``horizon`` rows.
@@ -248,12 +248,12 @@ class _DecompositionModel:
         rows = np.arange(start, stop)
         expected = np.full((len(rows), len(self.fitted_)), np.nan)
         variance = np.ones((len(rows), len(self.fitted_)))
-        ahead = rows >= self.end_
         for j, f in enumerate(self.fitted_):
             if f is None:
                 continue
+            ahead = rows >= f.end
             e = np.full(len(rows), np.nan)
-            e[ahead] = self._extrapolate(f, rows[ahead] - self.end_)
+            e[ahead] = self._extrapolate(f, rows[ahead] - f.end)
             inside = ~ahead & (rows >= f.lo)
             e[inside] = f.insample[rows[inside] - f.lo]
             if self.family_[j] == "count":
@@ -406,6 +406,18 @@ def _jumps(period: int, seasonal: int = 7) -> dict[str, int]:
     }
 
 
+def _cycle_scale(window: Window, period: int) -> float:
+    """The noise of one point from changes over one cycle, when no holdout is possible.
+
+    ``(y[t] - y[t - period]) / sqrt(2)`` at pairs of observed points: the error of repeating
+    the last cycle, a little pessimistic for a decomposition that averages several.
+    """
+    y, obs = window.y, window.observed
+    pairs = obs[period:] & obs[:-period]
+    diffs = (y[period:] - y[:-period])[pairs] / math.sqrt(2.0)
+    return robust_scale(diffs, window.observed_values)
+
+
 def _fit_level(y: np.ndarray, observed: np.ndarray) -> _Fitted:
     level, scale = robust_level(Window(0, y, observed))
     return _Fitted(0, level, 0.0, [], np.full(len(y), level), scale)
@@ -426,11 +438,17 @@ class Window:
     def observed_values(self) -> np.ndarray:
         return self.y[self.observed]
 
+    @property
+    def stop(self) -> int:
+        """The panel row after the last observation."""
+        return self.lo + len(self.y)
+
 
 def series_window(panel: Panel, j: int, end: int, rows: int | None) -> Window | None:
     """Series ``j`` over ``[end - rows, end)`` (all rows before ``end`` if ``rows`` is None).
 
-    Starts at the series' first observation in that range; ``None`` if it has none.
+    From the series' first to its last observation in that range (``None`` if it has none):
+    a gap at the end is not interpolated, the forecast starts after the last observation.
 
     >>> import pandas as pd
     >>> idx = pd.date_range("2026-01-01", periods=5, freq="1h", tz="UTC")
@@ -439,6 +457,9 @@ def series_window(panel: Panel, j: int, end: int, rows: int | None) -> Window | 
     >>> w = series_window(p, 0, 4, 10)
     >>> w.lo, w.y.tolist(), w.observed.tolist()
     (1, [1.0, 2.0, 3.0], [True, False, True])
+    >>> w = series_window(p, 0, 3, 10)
+    >>> w.lo, w.y.tolist(), w.stop
+    (1, [1.0], 2)
     """
     lo = 0 if rows is None else max(0, end - rows)
     lo = max(lo, int(panel.first[j]))
@@ -449,7 +470,8 @@ def series_window(panel: Panel, j: int, end: int, rows: int | None) -> Window | 
     if not valid.any():
         return None
     skip = int(np.argmax(valid))
-    x, valid, lo = x[skip:], valid[skip:], lo + skip
+    stop = len(x) - int(np.argmax(valid[::-1]))
+    x, valid, lo = x[skip:stop], valid[skip:stop], lo + skip
     pos = np.arange(len(x))
     y = np.interp(pos, pos[valid], x[valid]) if not valid.all() else x.astype(float)
     return Window(lo, y, valid)

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 from detector.errors import ConfigError
-from detector.models.base import FAMILIES
+from detector.models.base import FAMILIES, nanquantile0, sorted0
 
 SCALES = (1, 3, 6, 12, 24)
 VARIANCE_WINDOW = 12
@@ -264,9 +264,31 @@ def _past_factor(
     if stat2.shape[0] == 0 or not enough.any():
         return out
     past = np.where(use[:, enough], stat2[:, enough], np.nan)
-    q = np.nanquantile(past, quantile, axis=0)
+    q = nanquantile0(past, quantile)
     out[enough] = np.where(np.isfinite(q) & (q > 0), q / reference, 1.0)
     return np.clip(out, low, 1e6)
+
+
+def _past_factors(
+    stat2: np.ndarray, use: np.ndarray, quantiles: tuple[float, ...]
+) -> tuple[np.ndarray, ...]:
+    """Per series, quantiles of the used past rows from one sort (NaN with under 24 rows)."""
+    n = stat2.shape[1]
+    enough = use.sum(axis=0) >= 24
+    outs = tuple(np.full(n, np.nan) for _ in quantiles)
+    if stat2.shape[0] == 0 or not enough.any():
+        return outs
+    past = np.where(use[:, enough], stat2[:, enough], np.nan)
+    srt = sorted0(past)
+    cnt = np.sum(~np.isnan(past), axis=0)
+    for out, q in zip(outs, quantiles, strict=True):
+        pos = q * np.maximum(cnt - 1, 0)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, np.maximum(cnt - 1, 0))
+        a = np.take_along_axis(srt, lo[None], axis=0)[0]
+        b = np.take_along_axis(srt, hi[None], axis=0)[0]
+        out[enough] = a + (b - a) * (pos - lo)
+    return outs
 
 
 def _calibrated(
@@ -281,9 +303,12 @@ def _calibrated(
     """
     use = sc.valid[lo:start] & quiet
     raw2 = sc.raw[lo:start] ** 2
-    kappa = _past_factor(raw2, use, 0.5, _NORMAL_MEDIAN_SQ, 0.5)
-    tail = _past_factor(raw2 / kappa, use, TAIL_Q, stats.norm.ppf(0.5 + TAIL_Q / 2) ** 2, 1.0)
-    factor = kappa * tail
+    med, q_tail = _past_factors(raw2, use, (0.5, TAIL_Q))
+    kappa = np.where(np.isfinite(med) & (med > 0), med / _NORMAL_MEDIAN_SQ, 1.0)
+    kappa = np.clip(kappa, 0.5, 1e6)
+    tail_ref = stats.norm.ppf(0.5 + TAIL_Q / 2) ** 2
+    tail = np.where(np.isfinite(q_tail), q_tail / kappa / tail_ref, 1.0)
+    factor = kappa * np.clip(tail, 1.0, 1e6)
     z = sc.raw[a:stop] / np.sqrt(factor)
     # Counts: negative binomial tails where the normal one could mislead.
     sub = count[a:stop] & (np.abs(z) > 2.0) & sc.valid[a:stop]
@@ -392,7 +417,11 @@ def decide(
             if sc.m == 1:
                 z1[a:stop] = z
                 out.upper[a:stop] = kappa[None, :]  # reused below for the bounds
-                zvar[a:stop] = _variance_z(z1, ok, quiet, lo, start, a, stop)
+                cols = np.flatnonzero(wobbly[a:stop].any(axis=0))
+                if cols.size:
+                    zvar[a:stop, cols] = _variance_z(
+                        z1[:, cols], ok[:, cols], quiet[:, cols], lo, start, a, stop
+                    )
                 # One point of a sum or a rate is noisier than the model says (a big order, a
                 # handful of attempts at night); incidents there last, and windows see them.
                 z = np.where(count[a:stop], z, z / params.point_factor)
