@@ -138,7 +138,9 @@ def lagged_stack(values: np.ndarray, lags: list[int]) -> np.ndarray:
 def sorted0(values: np.ndarray) -> np.ndarray:
     """Sort along axis 0 (NaN last), as a view of a last-axis sort: contiguous runs sort
     several times faster than strided ones."""
-    moved = np.ascontiguousarray(np.moveaxis(values, 0, -1))
+    # An explicit copy: for one column the moved view is already contiguous, and sorting it
+    # in place would reorder the caller's array.
+    moved = np.moveaxis(values, 0, -1).copy(order="C")
     moved.sort(axis=-1)
     return np.moveaxis(moved, -1, 0)
 

@@ -367,7 +367,11 @@ class SeasonalProfileModel:
         coef = np.zeros((k, n))
         for _ in range(k):
             r = reg * active[:, None, :]
-            a = np.einsum("itn,jtn,tn->nij", r, r, w) + np.eye(k)[None] * 1e-9
+            a = np.einsum("itn,jtn,tn->nij", r, r, w)
+            # A ridge relative to each regressor's own scale keeps empty or constant columns
+            # solvable without shrinking the others.
+            diag = np.einsum("nii->ni", a)
+            a = a + np.eye(k)[None] * (diag * 1e-9 + 1e-12)[:, :, None]
             b = np.einsum("itn,tn,tn->ni", r, y, w)
             coef = np.linalg.solve(a, b[..., None])[..., 0].T * active
             neg = coef < 0
