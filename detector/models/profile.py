@@ -438,11 +438,18 @@ class SeasonalProfileModel:
             valid = rec[4].sum(axis=0)
             mean_z = rec[0].sum(axis=0) / np.maximum(valid, 1)
             same_side = np.maximum((rec[0] > 1).sum(axis=0), (rec[0] < -1).sum(axis=0))
+            # ... and still now: the newest quarter must sit on that side too, so that the
+            # end of a long outage (zeros, then normal values) is never taken for a new level.
+            m_rows = rec.shape[1]
+            newest = (st.recent_pos - 1 - np.arange(max(1, m_rows // 4))) % m_rows
+            sign_now = np.sign(mean_z)[None]
+            on_side_now = (np.sign(rec[0, newest]) == sign_now) & (np.abs(rec[0, newest]) > 1)
             settled = (
                 tracked
-                & (valid >= 0.8 * rec.shape[1])
+                & (valid >= 0.8 * m_rows)
                 & (np.abs(mean_z) >= self.level_shift_z)
                 & (same_side >= 0.8 * valid)
+                & (on_side_now.sum(axis=0) >= 0.8 * len(newest))
             )
             # While a deviation persists (short mean of z beyond freeze_z) the level is frozen:
             # an outage must not become the level; a real shift is accepted below instead.
@@ -523,7 +530,8 @@ class SeasonalProfileModel:
         e_old = np.where(seasonal, e_old, st.undo[2])
         # A running vote (exponentially weighted) for the old level over the new one: noisy
         # points may go either way, a return to the old level wins it steadily.
-        closer = np.where(np.abs(x - e_old) < np.abs(x - e), 1.0, -1.0)
+        fits_old = (np.abs(x - e_old) < np.abs(x - e)) & (np.abs(x - e_old) < 2.5 * sd)
+        closer = np.where(fits_old, 1.0, -1.0)
         st.votes = np.where(live, 0.8 * st.votes + 0.2 * closer, st.votes)
         elapsed = self.undo_steps_ - st.undo[3]
         undo = live & (st.votes > 0.5) & (elapsed >= self.undo_votes)

@@ -244,6 +244,12 @@ def _scale(
     # for a whole window length after it).
     nn = np.maximum(n, 1)
     carries = (np.sign(r) == np.sign(s)) & (np.abs(r) >= 0.5 * np.abs(s) / nn)
+    if m >= 6:
+        # The newer half of the window must carry it as well: once an outage is over, its
+        # zeros still fill the window for a while, but they no longer describe "now".
+        h = m // 2
+        half = window_sums(r, h) / np.maximum(window_sums(ok.astype(float), h), 1)
+        carries &= (np.sign(half) == np.sign(s)) & (np.abs(half) >= 0.5 * np.abs(s) / nn)
     if m == 1:
         carries = np.ones_like(valid)
     level = window_sums(np.where(ok, np.abs(e), 0.0), m) / nn
