@@ -233,6 +233,11 @@ def _scale(
     params: DetectionParams,
 ) -> _Scale:
     r = np.where(ok, x - e, 0.0)
+    if m > 1:
+        # Windows look for moderate, lasting deviations; one huge point is judged at m = 1
+        # and must not dominate a window sum for a whole window length after it.
+        cap = 4.0 * np.sqrt(np.where(ok, var, 0.0))
+        r = np.clip(r, -cap, cap)
     s = window_sums(r, m)
     v = window_sums(np.where(ok, var, 0.0), m)
     n = window_sums(ok.astype(float), m)
@@ -245,9 +250,9 @@ def _scale(
     nn = np.maximum(n, 1)
     carries = (np.sign(r) == np.sign(s)) & (np.abs(r) >= 0.5 * np.abs(s) / nn)
     if m >= 6:
-        # The newer half of the window must carry it as well: once an outage is over, its
-        # zeros still fill the window for a while, but they no longer describe "now".
-        h = m // 2
+        # The newest quarter of the window must carry it as well: once an outage is over,
+        # its zeros still fill the window for a while, but they no longer describe "now".
+        h = max(3, m // 4)
         half = window_sums(r, h) / np.maximum(window_sums(ok.astype(float), h), 1)
         carries &= (np.sign(half) == np.sign(s)) & (np.abs(half) >= 0.5 * np.abs(s) / nn)
     if m == 1:
