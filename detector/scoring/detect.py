@@ -447,7 +447,8 @@ def decide(
         out.z[a:stop] = zeff
         for i in range(a, stop):
             _decide_row(i, out, state, zeff[i - a], zvar[i], ok, scorable, x, shifts, run,
-                        stale_need, params, wobbly[i], ~sums[i])  # fmt: skip
+                        stale_need, params, wobbly[i], ~sums[i],
+                        conf[i] >= 0.95)  # fmt: skip
     thr, z0 = params.z, params.threshold
     zeff = out.z
     score = zeff * zeff / (zeff * zeff + z0 * z0)
@@ -480,6 +481,7 @@ def _decide_row(
     params: DetectionParams,
     wobbly: np.ndarray,
     burst_ok: np.ndarray,
+    settled_in: np.ndarray,
 ) -> None:
     """Decide row ``i`` for every series from its z and the state left by row ``i - 1``."""
     thr = params.z
@@ -499,7 +501,8 @@ def _decide_row(
     # An accepted shift is news when it ends an open anomaly or is big; a small re-levelling
     # of a series nobody was alerted about is the model's business, not an alert.
     moved = shifts[i] != 0
-    accepted = moved & scorable[i] & ((st.sign != 0) | (np.abs(shifts[i]) >= params.min_shift))
+    big = (np.abs(shifts[i]) >= params.min_shift) & settled_in
+    accepted = moved & scorable[i] & ((st.sign != 0) | big)
     stale = (run[i] >= stale_need[i]) & ok[i] & ~f
     noisy = (zv >= thr * params.variance_factor) & ok[i] & ~f & ~stale & wobbly
     kind = np.where(f, np.where(st.sign > 0, 1, 2), 0)

@@ -76,7 +76,7 @@ def score_panel(
     causal: bool = True,
     refit: str = "1D",
     min_history: str = "1D",
-    confidence_ramp: str = "10D",
+    confidence_ramp: str = "14D",
     **params: Any,
 ) -> ScoredPanel:
     """Forecast and decide every point of ``panel``; see the module docstring."""
