@@ -161,7 +161,7 @@ class SeasonalProfileModel:
         self.alpha_ = 1 - 0.5 ** (1 / max(1.0, pd.Timedelta(self.level_halflife) / panel.freq))
         self.shift_steps_ = max(1, int(pd.Timedelta(self.level_shift_after) / panel.freq))
         self.undo_steps_ = max(1, int(pd.Timedelta("1D") / panel.freq))
-        self.undo_votes = max(3, self.shift_steps_ // 4)
+        self.undo_evidence = 8.0
         self.window_steps_ = max(
             self.level_window * 4, int(pd.Timedelta(self.selection_window) / panel.freq)
         )
@@ -243,7 +243,7 @@ class SeasonalProfileModel:
         both = np.isfinite(self.stack_[:, lo:end]) & np.isfinite(x)[None]
         xs = np.where(both, x[None], 0.0)
         bs = np.where(both, self.stack_[:, lo:end], 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             ratio = xs.sum(1) / bs.sum(1)
             offset = (xs - bs).sum(1) / both.sum(1)
         ratio = np.where(np.isfinite(ratio) & (ratio > 0), ratio, 1.0)
@@ -386,6 +386,12 @@ class SeasonalProfileModel:
         """Forecast rows ``[start, stop)``, updating the level state point by point."""
         if getattr(self, "panel_id_", None) != id(panel):
             self._prepare(panel)
+        # Extreme inputs (1e-308, 1e300) overflow intermediate ratios; every result is masked
+        # by finiteness checks below, so the warnings carry no information.
+        with np.errstate(all="ignore"):
+            return self._predict(panel, start, stop)
+
+    def _predict(self, panel: Panel, start: int, stop: int) -> Forecast:
         x_all = panel.values[start:stop]
         rows, n = x_all.shape
         pick = self.choice_[None, None, :]
@@ -448,7 +454,7 @@ class SeasonalProfileModel:
                 tracked
                 & (valid >= 0.8 * m_rows)
                 & (np.abs(mean_z) >= self.level_shift_z)
-                & (same_side >= 0.8 * valid)
+                & (same_side >= 0.9 * valid)
                 & (on_side_now.sum(axis=0) >= 0.8 * len(newest))
             )
             # While a deviation persists (short mean of z beyond freeze_z) the level is frozen:
@@ -528,13 +534,14 @@ class SeasonalProfileModel:
             return
         e_old = np.where(self.mult_, b * st.undo[0], b + st.undo[1])
         e_old = np.where(seasonal, e_old, st.undo[2])
-        # A running vote (exponentially weighted) for the old level over the new one: noisy
-        # points may go either way, a return to the old level wins it steadily.
-        fits_old = (np.abs(x - e_old) < np.abs(x - e)) & (np.abs(x - e_old) < 2.5 * sd)
-        closer = np.where(fits_old, 1.0, -1.0)
-        st.votes = np.where(live, 0.8 * st.votes + 0.2 * closer, st.votes)
-        elapsed = self.undo_steps_ - st.undo[3]
-        undo = live & (st.votes > 0.5) & (elapsed >= self.undo_votes)
+        # Evidence for the old level over the new one, as a one-sided cumulative log
+        # likelihood ratio (a CUSUM): noisy points go either way, a return to the old level
+        # piles it up steadily.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            llr = ((x - e) ** 2 - (x - e_old) ** 2) / (2 * sd * sd)
+        llr = np.nan_to_num(llr, nan=0.0, posinf=5.0, neginf=-5.0)
+        st.votes = np.where(live, np.maximum(0.0, st.votes + np.clip(llr, -5, 5)), st.votes)
+        undo = live & (st.votes > self.undo_evidence)
         if undo.any():
             st.sx = np.where(undo & seasonal & self.mult_, st.undo[0] * st.sb, st.sx)
             st.add = np.where(undo & seasonal & ~self.mult_, st.undo[1], st.add)
