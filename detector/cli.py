@@ -113,6 +113,50 @@ def score(
         )
 
 
+@main.command()
+@click.argument("dataset", type=click.Choice(["shop"]))
+@click.option("-o", "--output", required=True, help="Series file to write (.csv, .parquet).")
+@click.option(
+    "--labels", "labels_path", default=None, help="Also write the incident labels (JSON)."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--weeks", type=int, default=4, show_default=True)
+@click.option("--no-incidents", is_flag=True, help="Clean data: no incidents, no gaps.")
+@_fail_cleanly
+def generate(
+    dataset: str,
+    output: str,
+    labels_path: str | None,
+    seed: int,
+    weeks: int,
+    no_incidents: bool,
+) -> None:
+    """Write a labelled synthetic data set (5-minute shop metrics with injected incidents).
+
+    The series file has the columns detector score reads (timestamp, series, value,
+    denominator); the labels file is what benchmarks/quality.py evaluates against.
+    """
+    from detector.datasets.shop import make_shop_metrics
+    from detector.evaluation.incidents import labels_from_shop, save_labels
+
+    clean = not no_incidents
+    shop = make_shop_metrics(seed=seed, weeks=weeks, incidents=clean, gaps=clean)
+    data = shop.data.copy()
+    if output.lower().endswith((".parquet", ".pq")):
+        data.to_parquet(output, index=False)
+    else:
+        data.assign(timestamp=data["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(
+            output, index=False, float_format="%.6g"
+        )
+    if labels_path:
+        save_labels(labels_from_shop(shop), labels_path)
+    click.echo(
+        f"{data['series'].nunique()} series, {len(data)} rows, {len(shop.incidents)} incidents "
+        f"(seed {seed}); wrote {output}" + (f" and {labels_path}" if labels_path else ""),
+        err=True,
+    )
+
+
 @main.command("models")
 def list_models() -> None:
     """List the model names accepted by --model."""

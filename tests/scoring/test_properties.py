@@ -114,3 +114,16 @@ def test_retrospective_mode_runs_and_finds_the_incident():
     assert inside["is_anomaly"].mean() > 0.5
     outside = out[(out["timestamp"] < t0 - pd.Timedelta("1h"))]
     assert outside["is_anomaly"].mean() < 0.01
+
+
+def test_chunked_scoring_equals_one_pass():
+    """A big panel is scored in chunks of series; the result must not depend on it."""
+    from detector.panel import to_panel
+    from detector.scoring import score_panel
+
+    frames = [seasonal_counts(days=9, seed=s, series=f"s{s}", level=10 + 10 * s) for s in range(5)]
+    panel = to_panel(pd.concat(frames))
+    whole = score_panel(panel, chunk=100).to_frame()
+    parts = score_panel(panel, chunk=2).to_frame()
+    for name in whole["series"].unique():
+        same(whole[whole["series"] == name], parts[parts["series"] == name])

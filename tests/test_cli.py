@@ -1,0 +1,111 @@
+"""The command line: click's runner for behaviour, a real subprocess for the entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from detector.cli import main
+from detector.types import OUTPUT_COLUMNS
+from tests.conftest import seasonal_counts
+
+
+@pytest.fixture
+def series_csv(tmp_path):
+    df = seasonal_counts(days=4, seed=0)
+    df.loc[3 * 288 + 144 : 3 * 288 + 167, "value"] = 0.0  # day 4, 12:00-14:00
+    path = tmp_path / "orders.csv"
+    df.assign(timestamp=df["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(path, index=False)
+    return path
+
+
+def test_score_writes_every_point_with_the_output_columns(series_csv, tmp_path):
+    out = tmp_path / "scored.csv"
+    result = CliRunner().invoke(main, ["score", str(series_csv), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    scored = pd.read_csv(out)
+    assert list(scored.columns) == list(OUTPUT_COLUMNS)
+    assert len(scored) == 4 * 288
+    flagged = scored[scored["is_anomaly"]]
+    assert set(flagged["kind"]) == {"dip"}
+    assert flagged["reason"].str.startswith("orders.DE = 0 at").all()
+
+
+def test_score_parquet_and_options(series_csv, tmp_path):
+    out = tmp_path / "scored.parquet"
+    args = ["score", str(series_csv), "-o", str(out), "--no-causal", "--freq", "5min"]
+    args += ["--sensitivity", "0.5", "--model", "profile"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_parquet(out).columns) == list(OUTPUT_COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        ("timestamp,series,value\n2026-01-01,a,1\n2026-01-01 00:05,a,x\n", [], "line 3"),
+        ("when,value\n2026-01-01,1\n", [], "pass --timestamp-col"),
+        ("timestamp,value\n2026-01-01,1\n2026-01-01 00:05,2\n", ["--model", "nope"], "nope"),
+        ("timestamp,value\n2026-01-01,1\n2026-01-01 00:05,2\n", ["--sensitivity", "0"], "> 0"),
+        ("timestamp,value\n2026-01-01,1\n2026-01-01 00:05,2\n", ["--freq", "soon"], "freq"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, content, args, message):
+    src = tmp_path / "in.csv"
+    src.write_text(content)
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(main, ["score", str(src), "-o", str(out), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert result.output.count("\n") == 1
+    assert not out.exists()
+
+
+def test_custom_column_names(tmp_path):
+    df = seasonal_counts(days=2, seed=1)
+    src = tmp_path / "in.csv"
+    df.rename(columns={"timestamp": "t", "series": "name", "value": "n"}).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(
+        main,
+        ["score", str(src), "-o", str(out), "--timestamp-col", "t", "--series-col", "name",
+         "--value-col", "n"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out)["series"].unique().tolist() == ["orders.DE"]
+
+
+def test_console_script_reads_stdin_and_writes_stdout(series_csv):
+    done = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "score", "-", "-o", "-"],
+        input=series_csv.read_text(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    header = done.stdout.splitlines()[0]
+    assert header == ",".join(OUTPUT_COLUMNS)
+
+
+def test_console_script_missing_file_exit_code():
+    done = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "score", "missing.csv", "-o", "x.csv"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "missing.csv: file not found" in done.stderr
+
+
+def test_models_lists_the_registry():
+    result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 0
+    assert set(result.output.split()) >= {"auto", "profile", "stl", "mstl", "holt_winters"}
