@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/quality.py [--seeds 101 102 103] [--weeks 4] [--model auto]
+    python benchmarks/quality.py [--seeds 104 105 ...] [--weeks 4] [--model auto]
                                  [--sensitivity 1.0] [--baseline zscore] [--grace 30min]
                                  [--max-gap 1] [--details] [--strict]
 
@@ -42,7 +42,8 @@ from detector.evaluation.incidents import EvaluationReport, combine_reports, eva
 from detector.types import OUTPUT_COLUMNS
 
 TUNING_SEEDS = range(1, 101)
-REPORT_SEEDS = (101, 102, 103)
+# 101-103 were looked at while the generator was written, so reports start at 104.
+REPORT_SEEDS = tuple(range(104, 114))
 TARGET_RECALL = 0.9
 TARGET_FALSE_ALERTS = 0.2  # per series-week
 KINDS = ("dip", "level_shift", "spike", "stale", "variance")

@@ -1,0 +1,15 @@
+.PHONY: setup lint test bench
+
+setup:
+	python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev]'
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+test:
+	.venv/bin/pytest -q
+
+bench:
+	.venv/bin/python benchmarks/quality.py
+	.venv/bin/python benchmarks/nab.py
+	.venv/bin/python benchmarks/speed.py
