@@ -340,11 +340,11 @@ class SeasonalProfileModel:
         v = np.maximum(self._var(coef, reg), 1e-12)
         with np.errstate(invalid="ignore"):
             ratio = np.where(ok, r2 / v, np.nan)
-            kappa = np.nanmedian(np.where(ok.any(axis=0), ratio, 1.0), axis=0) / _NORMAL_MEDIAN_SQ
+            kappa = nanmedian0(np.where(ok.any(axis=0), ratio, 1.0)) / _NORMAL_MEDIAN_SQ
         kappa = np.where(np.isfinite(kappa) & (kappa > 0), kappa, 1.0)
         coef = coef * kappa
         # A floor so a perfectly flat history does not make every later wobble infinite.
-        scale = np.nanmedian(np.abs(np.where(ok, x, np.nan)), axis=0) if ok.any() else 0.0
+        scale = nanmedian0(np.abs(np.where(ok, x, np.nan))) if ok.any() else 0.0
         floor = (1e-3 * np.nan_to_num(scale, nan=0.0)) ** 2 + 1e-9
         coef[0] = np.maximum(coef[0], floor)
         # Counts vary at least about like a Poisson: an absolute floor instead would turn a
