@@ -475,12 +475,13 @@ class SeasonalProfileModel:
             into = ok & (np.abs(zc) <= 3.0)
             st.ring[st.ring_pos] = np.where(into, xs, st.ring[st.ring_pos])
             st.ring_pos = (st.ring_pos + 1) % st.ring.shape[0]
-            # A count series that fell to ~0 is an outage, never a new normal; and a shift is
+            # A non-negative series (orders, revenue) that fell to ~0 is an outage, never a new
+            # normal; and a shift is
             # only accepted while the newest point still shows it (not as an outage recovers).
             side_now = (np.sign(z) == np.sign(mean_z)) & (np.abs(z) > 1) & ok
             shifted_rows = (np.sign(rec[0]) == np.sign(mean_z)[None]) & (np.abs(rec[0]) > 1)
             low = (rec[1] * shifted_rows).sum(0) <= 0.05 * np.abs(rec[3] * shifted_rows).sum(0)
-            outage = count & ((xs <= 0.05 * np.abs(e)) | low)
+            outage = (count | self.mult_) & ((xs <= 0.05 * np.abs(e)) | low)
             accept = settled & side_now & ~outage
             self._maybe_undo(st, x, b, e, sd, ok, seasonal, lev)
             if accept.any():
