@@ -62,8 +62,9 @@ class _State:
     ewz: np.ndarray  # short exponentially weighted mean of z: is a deviation going on?
     recent: np.ndarray  # (5, M, N): z, x, baseline, expected, valid over the last M rows
     ring: np.ndarray  # (level_window, N): recent values clipped to the band ("level" baseline)
-    undo: np.ndarray  # (4, N): level factor, offset, ring level before the last accepted shift,
-    #                   and the rows left during which the shift may still be undone
+    undo: np.ndarray  # (6, N): level factor, offset, ring level before the last accepted shift,
+    #                   the rows left during which it may be undone, and the factor and offset
+    #                   the history was restated by
     votes: np.ndarray  # rows in a row that the old level explained better
     recent_pos: int = 0
     ring_pos: int = 0
@@ -74,7 +75,7 @@ class _State:
         return cls(
             z.copy(), z.copy(), z.copy(), z.copy(),
             np.zeros((5, shift_steps, n)), np.full((window, n), np.nan),
-            np.zeros((4, n)), z.copy(),
+            np.zeros((6, n)), z.copy(),
         )  # fmt: skip
 
 
@@ -143,6 +144,8 @@ class SeasonalProfileModel:
         if not self.causal:
             lags += [-lag for lag in lags]
         stacks["level"] = self._summarise(lagged_stack(x, lags))
+        self.lags_: dict[str, list[int]] = {}
+        self.lags_: dict[str, list[int]] = {}
         for name, count in (("daily", self.days), ("weekly", self.weeks)):
             if name not in periods:
                 continue
@@ -152,6 +155,7 @@ class SeasonalProfileModel:
                 ks += [-k for k in ks]
             lag_list = [k * p + j for k in ks for j in self._offsets(p)]
             lag_list = [lag for lag in lag_list if (lag > 0) or not self.causal]
+            self.lags_[name] = lag_list
             stacks[name] = self._summarise(lagged_stack(x, lag_list))
         self.periods_ = periods
         self.baselines_ = [b for b in BASELINES if b in stacks]
@@ -166,6 +170,9 @@ class SeasonalProfileModel:
             self.level_window * 4, int(pd.Timedelta(self.selection_window) / panel.freq)
         )
         self.expected_hist_ = np.full_like(x, np.nan)
+        # The history seasonal baselines are computed from, restated at the current level
+        # after each accepted level shift (see _rebase).
+        self.adjusted_ = x.copy()
         self.state_ = _State.empty(n, self.level_window, self.shift_steps_)
         self.panel_id_ = id(panel)
         self.choice_ = np.full(n, self.baselines_.index("level"))
@@ -391,18 +398,53 @@ class SeasonalProfileModel:
         with np.errstate(all="ignore"):
             return self._predict(panel, start, stop)
 
+    def _base_rows(self, start: int, stop: int, cols: slice | np.ndarray) -> np.ndarray:
+        """The chosen baseline for rows ``[start, stop)`` and series ``cols``."""
+        pick = self.choice_[cols][None, None, :]
+        base = np.take_along_axis(self.stack_[:, start:stop, cols], pick, axis=0)[0]
+        sums = np.take_along_axis(self.sum_stack_[:, start:stop, cols], pick, axis=0)[0]
+        cnts = np.take_along_axis(self.cnt_stack_[:, start:stop, cols], pick, axis=0)[0]
+        shrunk = (sums + self.rate_[cols]) / (cnts + 1.0)
+        base = np.where(self.sparse_[cols][None], shrunk, base)
+        fallback = self.stack_[self.baselines_.index("level")][start:stop][:, cols]
+        naive = self.stack_[0][start:stop][:, cols]
+        fallback = np.where(np.isnan(fallback), naive, fallback)
+        return np.where(np.isnan(base), fallback, base)
+
+    def _rebase(self, row: int, cols: np.ndarray, factor: np.ndarray, gap: np.ndarray) -> None:
+        """Restate the history of ``cols`` before ``row`` at the level accepted at ``row``.
+
+        Seasonal baselines are medians of past weeks (days). Scaling them by a level factor
+        works until post-shift samples become the majority and the median flips: the factor
+        then applies twice. So on an accepted shift the past is rescaled once (multiplied by
+        ``factor``, or shifted by ``gap`` for additive series), the seasonal baselines of the
+        rows ahead are recomputed from it, and the level factor starts again from 1. Only
+        rows up to ``row`` are used: causal. ``factor``/``gap`` are per series in ``cols``.
+        """
+        if not self.causal or cols.size == 0:
+            return
+        mult = self.mult_[cols]
+        # Rows of the last window already sit at the new level; rescale what lies before it.
+        upto = max(0, row - self.shift_steps_)
+        hist = self.adjusted_[:upto, cols]
+        self.adjusted_[:upto, cols] = np.where(mult[None], hist * factor[None], hist + gap[None])
+        t = self.adjusted_.shape[0]
+        if row + 1 >= t:
+            return
+        for name, lags in self.lags_.items():
+            idx = self.baselines_.index(name)
+            stack = lagged_stack(self.adjusted_[:, cols], lags)[:, row + 1 :]
+            med, tot, cnt = self._summarise(stack)
+            # (Two-step indexing: an int, a slice and an index array together would put the
+            # array's axis first.)
+            self.stack_[idx][row + 1 :, cols] = med
+            self.sum_stack_[idx][row + 1 :, cols] = tot
+            self.cnt_stack_[idx][row + 1 :, cols] = cnt
+
     def _predict(self, panel: Panel, start: int, stop: int) -> Forecast:
         x_all = panel.values[start:stop]
         rows, n = x_all.shape
-        pick = self.choice_[None, None, :]
-        base = np.take_along_axis(self.stack_[:, start:stop], pick, axis=0)[0]
-        sums = np.take_along_axis(self.sum_stack_[:, start:stop], pick, axis=0)[0]
-        cnts = np.take_along_axis(self.cnt_stack_[:, start:stop], pick, axis=0)[0]
-        shrunk = (sums + self.rate_) / (cnts + 1.0)
-        base = np.where(self.sparse_[None], shrunk, base)
-        fallback = self.stack_[self.baselines_.index("level"), start:stop]
-        fallback = np.where(np.isnan(fallback), self.stack_[0, start:stop], fallback)
-        base = np.where(np.isnan(base), fallback, base)
+        base = self._base_rows(start, stop, slice(None))
         chosen = np.asarray(self.baselines_)[self.choice_]
         seasonal = np.isin(chosen, ("daily", "weekly"))
         # "level" is tracked here, from values clipped to the band, so that an anomaly does
@@ -483,7 +525,7 @@ class SeasonalProfileModel:
             low = (rec[1] * shifted_rows).sum(0) <= 0.05 * np.abs(rec[3] * shifted_rows).sum(0)
             outage = (count | self.mult_) & ((xs <= 0.05 * np.abs(e)) | low)
             accept = settled & side_now & ~outage
-            self._maybe_undo(st, x, b, e, sd, ok, seasonal, lev)
+            self._maybe_undo(st, x, b, e, sd, ok, seasonal, lev, base, i, start + i)
             if accept.any():
                 # The new level from the rows on the shifted side only.
                 side = (np.sign(rec[0]) == np.sign(mean_z)[None]) & (np.abs(rec[0]) > 1)
@@ -509,8 +551,23 @@ class SeasonalProfileModel:
                 st.undo[3] = np.where(accept & ~revert, self.undo_steps_, st.undo[3])
                 st.undo[3] = np.where(accept & revert, 0, st.undo[3])
                 st.votes[accept] = 0
+                # Restating history is kept for clear shifts seen against a weekly profile;
+                # earlier (daily profile) a weekend looks like a shift and must not be baked
+                # into the past.
+                weekly = np.asarray(self.baselines_)[self.choice_] == "weekly"
+                rebase = accept & weekly & (np.abs(ratio - 1.0) >= 0.2) & self.causal
                 st.sx = np.where(accept & seasonal & self.mult_, ratio * st.sb, st.sx)
                 st.add = np.where(accept & seasonal & ~self.mult_, gap, st.add)
+                if rebase.any():
+                    cols = np.flatnonzero(rebase)
+                    # Restate the past at the new level; the level factor starts from 1 again.
+                    lvl_now = np.where(st.sb > 1e-12, st.sx / np.where(st.sb > 1e-12, st.sb, 1), 1)
+                    self._rebase(start + i, cols, lvl_now[cols], st.add[cols])
+                    st.undo[4] = np.where(rebase, lvl_now, st.undo[4])
+                    st.undo[5] = np.where(rebase, st.add, st.undo[5])
+                    st.sx = np.where(rebase & self.mult_, st.sb, st.sx)
+                    st.add = np.where(rebase & ~self.mult_, 0.0, st.add)
+                    base[i + 1 :, cols] = self._base_rows(start + i + 1, stop, cols)
                 st.ring[:, accept & lev] = new_level[accept & lev]
                 rec[:, :, accept] = 0.0
                 st.ewz[accept] = 0.0
@@ -528,12 +585,21 @@ class SeasonalProfileModel:
         ok: np.ndarray,
         seasonal: np.ndarray,
         lev: np.ndarray,
+        base: np.ndarray,
+        i: int,
+        row: int,
     ) -> None:
-        """Undo a recently accepted level shift when the old level explains the data again."""
+        """Undo a recently accepted level shift when the old level explains the data again.
+
+        ``base`` is the period's baseline array, updated in place from row ``i + 1`` on when
+        the history is restated back; ``row`` is the absolute row of ``i``.
+        """
         live = (st.undo[3] > 0) & ok
         if not live.any():
             return
-        e_old = np.where(self.mult_, b * st.undo[0], b + st.undo[1])
+        # Where the history was restated by (factor, gap), the old level is that undone.
+        factor = np.where(st.undo[4] > 0, st.undo[4], 1.0)
+        e_old = np.where(self.mult_, b / factor * st.undo[0], b - st.undo[5] + st.undo[1])
         e_old = np.where(seasonal, e_old, st.undo[2])
         # Evidence for the old level over the new one, as a one-sided cumulative log
         # likelihood ratio (a CUSUM): noisy points go either way, a return to the old level
@@ -544,10 +610,16 @@ class SeasonalProfileModel:
         st.votes = np.where(live, np.maximum(0.0, st.votes + np.clip(llr, -5, 5)), st.votes)
         undo = live & (st.votes > self.undo_evidence)
         if undo.any():
+            restated = undo & seasonal & (st.undo[4] > 0)
+            if restated.any():
+                cols = np.flatnonzero(restated)
+                self._rebase(row, cols, 1.0 / st.undo[4][cols], -st.undo[5][cols])
+                base[i + 1 :, cols] = self._base_rows(row + 1, row + len(base) - i, cols)
             st.sx = np.where(undo & seasonal & self.mult_, st.undo[0] * st.sb, st.sx)
             st.add = np.where(undo & seasonal & ~self.mult_, st.undo[1], st.add)
             st.ring[:, undo & lev] = st.undo[2][undo & lev]
             st.undo[3] = np.where(undo, 0, st.undo[3])
+            st.undo[4:6, undo] = 0.0
         st.undo[3] = np.where(st.undo[3] > 0, st.undo[3] - 1, 0)
 
     def _poisson_like(self) -> np.ndarray:
