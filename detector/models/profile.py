@@ -496,7 +496,7 @@ class SeasonalProfileModel:
                 tracked
                 & (valid >= 0.8 * m_rows)
                 & (np.abs(mean_z) >= self.level_shift_z)
-                & (same_side >= 0.9 * valid)
+                & (same_side >= 0.8 * valid)
                 & (on_side_now.sum(axis=0) >= 0.8 * len(newest))
             )
             # While a deviation persists (short mean of z beyond freeze_z) the level is frozen:
