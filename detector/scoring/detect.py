@@ -261,7 +261,9 @@ def _scale(
     need = np.maximum(params.min_abs_change, np.where(relative, params.min_change * level, 0.0))
     big = np.abs(s) / nn >= need
     e_sum = window_sums(np.where(ok, e, 0.0), m)
-    x_sum = window_sums(np.where(ok, x, 0.0), m)
+    # The count tail judges the same (winsorised) evidence as the normal z: the raw total of a
+    # window that still holds an explosion would flag every quiet bucket after it.
+    x_sum = e_sum + s
     return _Scale(m, raw, valid, carries, big, e_sum, x_sum, v)
 
 
