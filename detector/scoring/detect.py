@@ -43,6 +43,7 @@ class DetectionParams:
     ``hold * threshold`` before an anomaly opens, unless one is beyond ``burst * threshold``;
     ``min_change`` the smallest relative change (for counts and sums) worth an alert;
     ``min_shift`` the smallest accepted level shift reported when no anomaly was open;
+    ``zero_events`` how many expected events a run of exact zeros must miss to be a dip;
     ``variance_factor`` and ``point_factor`` raise the bar for the variance test and for single
     points of sums and rates; ``direction`` one of ``both``, ``up``, ``down``.
     """
@@ -55,6 +56,7 @@ class DetectionParams:
     min_abs_change: float = 0.0
     direction: str = "both"
     min_duration: int = 2
+    zero_events: float = 20.0
     burst: float = 2.0
     min_shift: float = 0.3
     variance_factor: float = 1.5
@@ -361,10 +363,15 @@ class _Open:
     sign: np.ndarray
     start: np.ndarray
     streak: np.ndarray
+    zero: np.ndarray  # expected events missed by the current run of exact zeros
+    zero_start: np.ndarray
 
     @classmethod
     def empty(cls, n: int) -> _Open:
-        return cls(np.zeros(n), np.full(n, -1, dtype=np.int64), np.zeros(n))
+        return cls(
+            np.zeros(n), np.full(n, -1, dtype=np.int64), np.zeros(n),
+            np.zeros(n), np.full(n, -1, dtype=np.int64),
+        )  # fmt: skip
 
 
 def decide(
@@ -406,6 +413,18 @@ def decide(
     # A value stuck at 0 (no orders, no revenue) is a drop, judged above, not a stale feed.
     stale_need = np.where(x == 0, np.inf, stale_need)
     shifts = level_shift if level_shift is not None else np.zeros((t, n))
+    # How many events (orders, sales) a bucket is expected to hold: e^2 / var is the Poisson
+    # mean for counts (var = e) and for compound sums such as revenue (var = e * mean amount);
+    # extra overdispersion only makes it smaller, i.e. more cautious.
+    never_negative = np.fmin.accumulate(np.where(np.isfinite(x), x, np.inf), axis=0) >= 0
+    with np.errstate(all="ignore"):
+        events = np.where(
+            ok & (count | sums) & never_negative & (expected > 0),
+            expected**2 / np.where(variance > 0, variance, np.inf),
+            0.0,
+        )
+    if params.direction == "up":
+        events[:] = 0.0
     out = Detection(
         z=np.zeros((t, n)),
         score=np.zeros((t, n)),
@@ -450,7 +469,7 @@ def decide(
         for i in range(a, stop):
             _decide_row(i, out, state, zeff[i - a], zvar[i], ok, scorable, x, shifts, run,
                         stale_need, params, wobbly[i], ~sums[i],
-                        conf[i] >= 0.95)  # fmt: skip
+                        conf[i] >= 0.95, events[i])  # fmt: skip
     thr, z0 = params.z, params.threshold
     zeff = out.z
     score = zeff * zeff / (zeff * zeff + z0 * z0)
@@ -462,7 +481,6 @@ def decide(
     half = thr * np.sqrt(np.maximum(variance * out.upper, 0.0))
     lower, upper = expected - half, expected + half
     # A series that has never been negative gets no negative lower bound.
-    never_negative = np.fmin.accumulate(np.where(np.isfinite(x), x, np.inf), axis=0) >= 0
     out.lower = np.where(count | ratio | never_negative, np.maximum(lower, 0.0), lower)
     out.upper = np.where(ratio, np.minimum(upper, 1.0), upper)
     return out
@@ -484,6 +502,7 @@ def _decide_row(
     wobbly: np.ndarray,
     burst_ok: np.ndarray,
     settled_in: np.ndarray,
+    events: np.ndarray,
 ) -> None:
     """Decide row ``i`` for every series from its z and the state left by row ``i - 1``."""
     thr = params.z
@@ -505,6 +524,16 @@ def _decide_row(
     moved = shifts[i] != 0
     big = (np.abs(shifts[i]) >= params.min_shift) & settled_in
     accepted = moved & scorable[i] & ((st.sign != 0) | big)
+    # A run of exact zeros where many events were expected: nothing sold at all. The chance
+    # of that by luck is about exp(-expected events); the default 20 leaves room for
+    # overdispersion (e^2 / var underestimates events then, but not always by enough).
+    zero_now = ok[i] & (x[i] == 0) & (events > 0)
+    st.zero_start = np.where(zero_now & (st.zero == 0), i, st.zero_start)
+    st.zero = np.where(zero_now, st.zero + events, np.where(ok[i], 0.0, st.zero))
+    nothing = zero_now & (st.zero >= params.zero_events) & ~f
+    f = f | nothing
+    st.start = np.where(nothing & (st.sign >= 0), st.zero_start, st.start)
+    st.sign = np.where(nothing, -1.0, st.sign)
     stale = (run[i] >= stale_need[i]) & ok[i] & ~f
     noisy = (zv >= thr * params.variance_factor) & ok[i] & ~f & ~stale & wobbly
     kind = np.where(f, np.where(st.sign > 0, 1, 2), 0)
