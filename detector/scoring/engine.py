@@ -98,7 +98,7 @@ def score_panel(
     refit: str = "1D",
     min_history: str = "1D",
     confidence_ramp: str = "14D",
-    chunk: int = 250,
+    chunk: int = 500,
     **params: Any,
 ) -> ScoredPanel:
     """Forecast and decide every point of ``panel``; see the module docstring.
