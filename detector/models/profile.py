@@ -90,7 +90,7 @@ class SeasonalProfileModel:
         smooth: int = 2,
         level_window: int = 12,
         level_halflife: str = "6h",
-        level_shift_after: str = "150min",
+        level_shift_after: str = "2h",
         level_shift_z: float = 1.5,
         freeze_z: float = 1.5,
         selection_window: str = "7D",
