@@ -109,3 +109,18 @@ def test_models_lists_the_registry():
     result = CliRunner().invoke(main, ["models"])
     assert result.exit_code == 0
     assert set(result.output.split()) >= {"auto", "profile", "stl", "mstl", "holt_winters"}
+
+
+def test_generate_writes_series_and_labels_that_score_reads(tmp_path):
+    series, labels = tmp_path / "shop.csv", tmp_path / "labels.json"
+    result = CliRunner().invoke(
+        main, ["generate", "shop", "-o", str(series), "--labels", str(labels), "--weeks", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    from detector.evaluation.incidents import load_labels
+    from detector.io.series import read_series
+
+    data = read_series(str(series))
+    assert data["series"].nunique() >= 20
+    assert "denominator" in data.columns
+    assert len(load_labels(labels).incidents) > 0
