@@ -25,13 +25,20 @@ import numpy as np
 from scipy import stats
 
 from detector.errors import ConfigError
-from detector.models.base import FAMILIES, nanquantile0, sorted0
+from detector.models.base import FAMILIES
+from detector.scoring.calibration import (
+    NORMAL_MEDIAN_SQ,
+    count_tail_z,
+    past_quantiles,
+    refit_periods,
+    window_sums,
+)
+from detector.scoring.stale import stale_runs, stale_thresholds
 
 SCALES = (1, 3, 6, 12, 24)
 VARIANCE_WINDOW = 12
 TAIL_Q = 0.99
 KIND_CODES = ("", "spike", "dip", "level_shift", "stale", "missing", "variance")
-_NORMAL_MEDIAN_SQ = 0.4549364
 
 
 @dataclass(frozen=True)
@@ -94,123 +101,6 @@ class Detection:
     stale_run: np.ndarray  # length of the current run of unchanged values
 
 
-def window_sums(a: np.ndarray, m: int) -> np.ndarray:
-    """Trailing sums over ``m`` rows (NaN counted as 0); rows < m-1 sum what exists."""
-    c = np.cumsum(np.nan_to_num(a, nan=0.0), axis=0)
-    out = c.copy()
-    out[m:] = c[m:] - c[:-m]
-    return out
-
-
-def _periods(bounds: list[int], total: int, window: int, causal: bool):
-    """(fit_lo, fit_hi, apply_start, apply_stop) per refit period; retrospective uses all rows."""
-    if not causal:
-        yield 0, total, 0, total
-        return
-    for i, start in enumerate(bounds):
-        stop = bounds[i + 1] if i + 1 < len(bounds) else total
-        yield max(0, start - window), start, start, stop
-
-
-def calibration(
-    stat2: np.ndarray,
-    bounds: list[int],
-    window: int,
-    ok: np.ndarray,
-    causal: bool = True,
-    quantile: float = 0.5,
-    reference: float = _NORMAL_MEDIAN_SQ,
-    low: float = 0.5,
-) -> np.ndarray:
-    """Per refit period, a past quantile of ``stat2`` over ``window`` rows, over a normal's.
-
-    With the defaults: the median of past squared z over that of a normal variable (a variance
-    correction). With ``quantile=0.99`` on squared z and ``reference=2.576**2``: how much
-    heavier the tail is than a normal one. Returns an array of the same shape holding, for
-    each row, the factor fitted on rows before its period began (1 where there is too little
-    past), clipped to ``[low, 1e6]``.
-    """
-    out = np.ones_like(stat2)
-    n = stat2.shape[1]
-    for lo, start, a, stop in _periods(bounds, stat2.shape[0], window, causal):
-        past = np.where(ok[lo:start], stat2[lo:start], np.nan)
-        enough = np.sum(ok[lo:start], axis=0) >= 24
-        if start - lo == 0 or not enough.any():
-            continue
-        q = np.full(n, np.nan)
-        q[enough] = np.nanquantile(past[:, enough], quantile, axis=0)
-        k = np.where(np.isfinite(q) & (q > 0), q / reference, 1.0)
-        out[a:stop] = np.clip(k, low, 1e6)[None, :]
-    return out
-
-
-def count_tail_z(total: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
-    """Signed z of an observed count total under a negative binomial of this mean/variance.
-
-    >>> round(float(count_tail_z(np.array([4.0]), np.array([0.5]), np.array([0.5]))[0]), 2)
-    2.92
-    >>> round(float(count_tail_z(np.array([0.0]), np.array([10.0]), np.array([10.0]))[0]), 2)
-    -3.91
-    """
-    mu = np.maximum(mean, 1e-6)
-    v = np.maximum(var, mu * (1 + 1e-6))
-    size = mu * mu / (v - mu)
-    p = mu / v
-    x = np.round(np.maximum(total, 0.0))
-    up = x > mu
-    with np.errstate(all="ignore"):
-        # P(X >= x) for spikes, P(X <= x) for dips; floor keeps isf finite.
-        tail = np.where(up, stats.nbinom.sf(x - 1, size, p), stats.nbinom.cdf(x, size, p))
-        tail = np.clip(tail, 1e-300, 0.5)
-        z = stats.norm.isf(tail)
-    return np.where(up, z, -z)
-
-
-def stale_runs(x: np.ndarray) -> np.ndarray:
-    """Length of the run of unchanged values ending at each row (missing rows keep the run)."""
-    t, n = x.shape
-    run = np.zeros((t, n))
-    last = np.full(n, np.nan)
-    cur = np.zeros(n)
-    for i in range(t):
-        v = x[i]
-        fin = np.isfinite(v)
-        same = fin & (v == last)
-        cur = np.where(same, cur + 1, np.where(fin, 0, cur))
-        last = np.where(fin, v, last)
-        run[i] = cur
-    return run
-
-
-def stale_thresholds(
-    run: np.ndarray,
-    x: np.ndarray,
-    bounds: list[int],
-    window: int,
-    params: DetectionParams,
-    causal: bool = True,
-) -> np.ndarray:
-    """Per row, the run length that counts as stale (inf where the series normally repeats).
-
-    Fitted per refit period on the past: a series whose value changes at most steps and whose
-    longest past run was R is stale after ``max(stale_min_steps, stale_factor * R + 1)``.
-    """
-    out = np.full(x.shape, np.inf)
-    for lo, start, a, stop in _periods(bounds, x.shape[0], window, causal):
-        if start - lo < 2 * params.stale_min_steps:
-            continue
-        past_run = run[lo:start]
-        past_x = x[lo:start]
-        fin = np.isfinite(past_x)
-        steps = np.sum(fin, axis=0)
-        repeats = np.sum((past_run > 0) & fin, axis=0)
-        changes_often = (steps >= 24) & (repeats <= 0.5 * steps)
-        longest = np.max(past_run, axis=0)
-        need = np.maximum(params.stale_min_steps, params.stale_factor * longest + 1)
-        out[a:stop] = np.where(changes_often, need, np.inf)[None, :]
-    return out
-
-
 @dataclass
 class _Scale:
     """Window sums of one time scale for every row, computed once before deciding."""
@@ -269,43 +159,6 @@ def _scale(
     return _Scale(m, raw, valid, carries, big, e_sum, x_sum, v)
 
 
-def _past_factor(
-    stat2: np.ndarray, use: np.ndarray, quantile: float, reference: float, low: float
-) -> np.ndarray:
-    """Per series: a quantile of past squared z over a normal's (1 with under 24 rows)."""
-    n = stat2.shape[1]
-    enough = use.sum(axis=0) >= 24
-    out = np.ones(n)
-    if stat2.shape[0] == 0 or not enough.any():
-        return out
-    past = np.where(use[:, enough], stat2[:, enough], np.nan)
-    q = nanquantile0(past, quantile)
-    out[enough] = np.where(np.isfinite(q) & (q > 0), q / reference, 1.0)
-    return np.clip(out, low, 1e6)
-
-
-def _past_factors(
-    stat2: np.ndarray, use: np.ndarray, quantiles: tuple[float, ...]
-) -> tuple[np.ndarray, ...]:
-    """Per series, quantiles of the used past rows from one sort (NaN with under 24 rows)."""
-    n = stat2.shape[1]
-    enough = use.sum(axis=0) >= 24
-    outs = tuple(np.full(n, np.nan) for _ in quantiles)
-    if stat2.shape[0] == 0 or not enough.any():
-        return outs
-    past = np.where(use[:, enough], stat2[:, enough], np.nan)
-    srt = sorted0(past)
-    cnt = np.sum(~np.isnan(past), axis=0)
-    for out, q in zip(outs, quantiles, strict=True):
-        pos = q * np.maximum(cnt - 1, 0)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, np.maximum(cnt - 1, 0))
-        a = np.take_along_axis(srt, lo[None], axis=0)[0]
-        b = np.take_along_axis(srt, hi[None], axis=0)[0]
-        out[enough] = a + (b - a) * (pos - lo)
-    return outs
-
-
 def _calibrated(
     sc: _Scale, quiet: np.ndarray, lo: int, start: int, a: int, stop: int, count: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -318,8 +171,8 @@ def _calibrated(
     """
     use = sc.valid[lo:start] & quiet
     raw2 = sc.raw[lo:start] ** 2
-    med, q_tail = _past_factors(raw2, use, (0.5, TAIL_Q))
-    kappa = np.where(np.isfinite(med) & (med > 0), med / _NORMAL_MEDIAN_SQ, 1.0)
+    med, q_tail = past_quantiles(raw2, use, (0.5, TAIL_Q))
+    kappa = np.where(np.isfinite(med) & (med > 0), med / NORMAL_MEDIAN_SQ, 1.0)
     kappa = np.clip(kappa, 0.5, 1e6)
     tail_ref = stats.norm.ppf(0.5 + TAIL_Q / 2) ** 2
     tail = np.where(np.isfinite(q_tail), q_tail / kappa / tail_ref, 1.0)
@@ -352,7 +205,8 @@ def _variance_z(
         zv = np.clip(stats.norm.isf(np.clip(p, 1e-300, 0.5)), 0.0, None)
     zv = np.where(valid, zv, 0.0)
     past = zv[lo - b : start - b]
-    tail = _past_factor(past**2, valid[lo - b : start - b] & quiet, 0.99, 2.326**2, 1.0)
+    (q,) = past_quantiles(past**2, valid[lo - b : start - b] & quiet, (0.99,))
+    tail = np.clip(np.where(np.isfinite(q), q / 2.326**2, 1.0), 1.0, 1e6)
     return zv[a - b : stop - b] / np.sqrt(tail)
 
 
@@ -409,7 +263,9 @@ def decide(
     conf = confidence if confidence is not None else np.ones((t, n))
     seen = np.where(scorable, x, np.nan)
     run = stale_runs(seen)
-    stale_need = stale_thresholds(run, seen, bounds, window, params, causal)
+    stale_need = stale_thresholds(
+        run, seen, bounds, window, params.stale_min_steps, params.stale_factor, causal
+    )
     # A value stuck at 0 (no orders, no revenue) is a drop, judged above, not a stale feed.
     stale_need = np.where(x == 0, np.inf, stale_need)
     shifts = level_shift if level_shift is not None else np.zeros((t, n))
@@ -438,7 +294,7 @@ def decide(
     z1 = np.zeros((t, n))
     zvar = np.zeros((t, n))
     state = _Open.empty(n)
-    for lo, start, a, stop in _periods(bounds, t, window, causal):
+    for lo, start, a, stop in refit_periods(bounds, t, window, causal):
         zeff = np.zeros((stop - a, n))
         for sc, factor in zip(scales, params.scale_thresholds, strict=True):
             # Past rows whose window holds no flagged row: the calibration's "normal".
