@@ -145,26 +145,6 @@ def sorted0(values: np.ndarray) -> np.ndarray:
     return np.moveaxis(moved, -1, 0)
 
 
-def nanquantile0(values: np.ndarray, q: float) -> np.ndarray:
-    """Quantile over axis 0 ignoring NaN (linear interpolation), via one sort.
-
-    ``np.nanquantile`` loops over columns in Python; this is one vectorised sort.
-
-    >>> nanquantile0(np.array([[1.0, np.nan], [2.0, 5.0], [3.0, np.nan], [4.0, np.nan]]), 0.5)
-    array([2.5, 5. ])
-    """
-    s = sorted0(values)
-    n = np.sum(~np.isnan(values), axis=0)
-    pos = q * np.maximum(n - 1, 0)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
-    a = np.take_along_axis(s, lo[None], axis=0)[0]
-    b = np.take_along_axis(s, hi[None], axis=0)[0]
-    out = a + (b - a) * (pos - lo)
-    out[n == 0] = np.nan
-    return out
-
-
 def nanmedian0(stack: np.ndarray) -> np.ndarray:
     """Median over axis 0 ignoring NaN, several times faster than ``np.nanmedian`` here.
 
