@@ -68,6 +68,14 @@ def main(verbose: int) -> None:
 @click.option("--timestamp-col", default="timestamp", show_default=True)
 @click.option("--series-col", default="series", show_default=True)
 @click.option("--value-col", default="value", show_default=True)
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A model or decision parameter, e.g. -p min_duration=3 -p direction=down (repeatable).",
+)
 @_fail_cleanly
 def score(
     input_path: str,
@@ -79,6 +87,7 @@ def score(
     timestamp_col: str,
     series_col: str,
     value_col: str,
+    params: tuple[str, ...],
 ) -> None:
     """Score a long-format series file (timestamp, series, value) and write every point.
 
@@ -91,14 +100,18 @@ def score(
     from detector.scoring import DetectionParams, score_frame
 
     # Usage errors first, before reading a possibly large file.
-    create_model(model)
-    DetectionParams(sensitivity=sensitivity)
+    extra = parse_params(params)
+    detection = {k: v for k, v in extra.items() if k in DetectionParams.__dataclass_fields__}
+    create_model(model, **{k: v for k, v in extra.items() if k not in detection})
+    DetectionParams(sensitivity=sensitivity, **detection)
     if freq is not None:
         parse_freq(freq)
     started = time.perf_counter()
     cols = Columns(timestamp=timestamp_col, series=series_col, value=value_col)
     data = read_series(input_path, cols)
-    scored = score_frame(data, model=model, causal=causal, sensitivity=sensitivity, freq=freq)
+    scored = score_frame(
+        data, model=model, causal=causal, sensitivity=sensitivity, freq=freq, **extra
+    )
     write_scores(scored, output)
     anomalies = int(scored["is_anomaly"].sum())
     series = scored["series"].nunique()
@@ -111,6 +124,29 @@ def score(
             f"wrote {output}",
             err=True,
         )
+
+
+def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values are read as JSON when they can be (3, 0.5, true, [1, 2]).
+
+    >>> parse_params(("min_duration=3", "direction=down", "scale_thresholds=[1,1,1,1,0.9]"))
+    {'min_duration': 3, 'direction': 'down', 'scale_thresholds': [1, 1, 1, 1, 0.9]}
+    """
+    import json
+
+    from detector.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"A --param must look like KEY=VALUE. Got {item!r} instead.")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[key.strip()] = value
+    return out
 
 
 @main.command()

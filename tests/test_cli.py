@@ -124,3 +124,26 @@ def test_generate_writes_series_and_labels_that_score_reads(tmp_path):
     assert data["series"].nunique() >= 20
     assert "denominator" in data.columns
     assert len(load_labels(labels).incidents) > 0
+
+
+def test_params_reach_the_model_and_the_decisions(series_csv, tmp_path):
+    out = tmp_path / "scored.csv"
+    base = ["score", str(series_csv), "-o", str(out)]
+    result = CliRunner().invoke(main, [*base, "-p", "direction=up"])
+    assert result.exit_code == 0, result.output
+    # The injected incident is a drop; with direction=up it must not be flagged.
+    assert not pd.read_csv(out)["kind"].eq("dip").any()
+    result = CliRunner().invoke(main, [*base, "-p", "weeks=2", "-p", "min_duration=3"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [("nonsense=1", "nonsense"), ("direction=sideways", "direction"), ("oops", "KEY=VALUE")],
+)
+def test_bad_params_exit_2(series_csv, tmp_path, param, message):
+    out = tmp_path / "scored.csv"
+    result = CliRunner().invoke(main, ["score", str(series_csv), "-o", str(out), "-p", param])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not out.exists()
