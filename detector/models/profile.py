@@ -91,7 +91,8 @@ class SeasonalProfileModel(NoiseModel):
         level_window: int = 12,
         level_halflife: str = "6h",
         level_shift_after: str = "2h",
-        level_shift_z: float = 1.5,
+        level_shift_z: float = 1.0,
+        shift_side_z: float = 0.5,
         freeze_z: float = 1.5,
         selection_window: str = "7D",
         seasonal_gain: float = 1.2,
@@ -106,6 +107,7 @@ class SeasonalProfileModel(NoiseModel):
         self.level_halflife = level_halflife
         self.level_shift_after = level_shift_after
         self.level_shift_z = level_shift_z
+        self.shift_side_z = shift_side_z
         self.freeze_z = freeze_z
         self.selection_window = selection_window
         self.seasonal_gain = seasonal_gain
@@ -398,13 +400,14 @@ class SeasonalProfileModel(NoiseModel):
             st.recent_pos = (st.recent_pos + 1) % rec.shape[1]
             valid = rec[4].sum(axis=0)
             mean_z = rec[0].sum(axis=0) / np.maximum(valid, 1)
-            same_side = np.maximum((rec[0] > 1).sum(axis=0), (rec[0] < -1).sum(axis=0))
+            k = self.shift_side_z
+            same_side = np.maximum((rec[0] > k).sum(axis=0), (rec[0] < -k).sum(axis=0))
             # ... and still now: the newest quarter must sit on that side too, so that the
             # end of a long outage (zeros, then normal values) is never taken for a new level.
             m_rows = rec.shape[1]
             newest = (st.recent_pos - 1 - np.arange(max(1, m_rows // 4))) % m_rows
             sign_now = np.sign(mean_z)[None]
-            on_side_now = (np.sign(rec[0, newest]) == sign_now) & (np.abs(rec[0, newest]) > 1)
+            on_side_now = (np.sign(rec[0, newest]) == sign_now) & (np.abs(rec[0, newest]) > k)
             settled = (
                 tracked
                 & (valid >= 0.8 * m_rows)
@@ -433,15 +436,17 @@ class SeasonalProfileModel(NoiseModel):
             # A non-negative series (orders, revenue) that fell to ~0 is an outage, never a new
             # normal; and a shift is
             # only accepted while the newest point still shows it (not as an outage recovers).
-            side_now = (np.sign(z) == np.sign(mean_z)) & (np.abs(z) > 1) & ok
-            shifted_rows = (np.sign(rec[0]) == np.sign(mean_z)[None]) & (np.abs(rec[0]) > 1)
+            side_now = (np.sign(z) == np.sign(mean_z)) & (np.abs(z) > k) & ok
+            shifted_rows = (np.sign(rec[0]) == np.sign(mean_z)[None]) & (np.abs(rec[0]) > k)
             low = (rec[1] * shifted_rows).sum(0) <= 0.05 * np.abs(rec[3] * shifted_rows).sum(0)
-            outage = (count | self.mult_) & ((xs <= 0.05 * np.abs(e)) | low)
+            # Any bucket near zero in the window: an outage (and its recovery), not a new level.
+            near_zero = ((rec[1] <= 0.05 * np.abs(rec[3])) & (rec[4] > 0) & (rec[3] > 0)).any(0)
+            outage = (count | self.mult_) & ((xs <= 0.05 * np.abs(e)) | low | near_zero)
             accept = settled & side_now & ~outage
             self._maybe_undo(st, x, b, e, sd, ok, seasonal, lev, base, i, start + i)
             if accept.any():
                 # The new level from the rows on the shifted side only.
-                side = (np.sign(rec[0]) == np.sign(mean_z)[None]) & (np.abs(rec[0]) > 1)
+                side = (np.sign(rec[0]) == np.sign(mean_z)[None]) & (np.abs(rec[0]) > k)
                 sx_, sb_, n_ = (rec[1] * side).sum(0), (rec[2] * side).sum(0), side.sum(0)
                 ratio = sx_ / np.where(sb_ > 0, sb_, 1.0)
                 gap = (sx_ - sb_) / np.maximum(n_, 1)
