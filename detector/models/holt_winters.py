@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from detector.errors import ConfigError, ModelError
 from detector.models.base import Forecast, SeriesInfo, register
@@ -87,7 +88,7 @@ class _Fitted:
 
 
 @register("holt_winters")
-class HoltWintersModel:
+class HoltWintersModel(BaseEstimator):
     """Holt-Winters exponential smoothing per series; see the module docstring.
 
     ``seasonal_periods=None`` uses the daily period of the grid when the ``history`` window

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 
 from detector.errors import ConfigError
 from detector.models.base import Forecast, SeriesInfo, lagged_stack, nanmedian0, register
@@ -80,7 +81,7 @@ class _State:
 
 
 @register("profile")
-class SeasonalProfileModel(NoiseModel):
+class SeasonalProfileModel(NoiseModel, BaseEstimator):
     """Robust seasonal-profile forecaster over a panel; see the module docstring."""
 
     def __init__(

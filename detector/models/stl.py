@@ -62,6 +62,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from scipy.ndimage import median_filter
+from sklearn.base import BaseEstimator
 
 from detector.errors import ConfigError, ModelError
 from detector.models.base import Forecast, SeriesInfo, register
@@ -92,7 +93,7 @@ class _Fitted:
     end: int = 0  # the row after the window's last observation: the forecast origin
 
 
-class _DecompositionModel:
+class _DecompositionModel(BaseEstimator):
     """Shared fit/predict of STL and MSTL; subclasses choose periods and decompose."""
 
     _name: ClassVar[str] = ""

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, clone
 
 from detector.errors import ConfigError, InputError
 from detector.models.base import FAMILIES, Forecast, Model, create_model
@@ -111,15 +112,22 @@ def score_panel(
     if isinstance(model, str):
         _make_model(model, causal, model_params)  # bad names/parameters fail before any work
     n = panel.values.shape[1]
-    if not isinstance(model, str) or n <= chunk:
-        mdl = _make_model(model, causal, model_params) if isinstance(model, str) else model
+
+    def fresh() -> Model:
+        # A model instance is cloned (scikit-learn style: same parameters, no learned state),
+        # so the caller's object is left untouched and each chunk starts clean.
+        if isinstance(model, str):
+            return _make_model(model, causal, model_params)
+        return clone(model) if isinstance(model, BaseEstimator) else model
+
+    if n <= chunk or not isinstance(model, str | BaseEstimator):
         return _score_chunk(
-            panel, mdl, causal, refit, min_history, confidence_ramp, detection_params
+            panel, fresh(), causal, refit, min_history, confidence_ramp, detection_params
         )
     parts = [
         _score_chunk(
             _columns(panel, slice(a, a + chunk)),
-            _make_model(model, causal, model_params),
+            fresh(),
             causal,
             refit,
             min_history,

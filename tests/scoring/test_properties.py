@@ -127,3 +127,18 @@ def test_chunked_scoring_equals_one_pass():
     parts = score_panel(panel, chunk=2).to_frame()
     for name in whole["series"].unique():
         same(whole[whole["series"] == name], parts[parts["series"] == name])
+
+
+def test_a_model_instance_is_cloned_not_mutated():
+    """Passing a configured model object scores like its name and leaves the object unfitted."""
+    from detector.models import create_model
+    from detector.panel import to_panel
+    from detector.scoring import score_panel
+
+    frames = [seasonal_counts(days=9, seed=s, series=f"s{s}") for s in range(3)]
+    panel = to_panel(pd.concat(frames))
+    model = create_model("profile", weeks=2)
+    by_object = score_panel(panel, model=model, chunk=2).to_frame()
+    by_name = score_panel(panel, model="profile", weeks=2, chunk=2).to_frame()
+    same(by_object, by_name)
+    assert not hasattr(model, "stack_")
