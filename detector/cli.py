@@ -118,12 +118,20 @@ def score(
     log.info(
         "scored %d points of %d series in %.1fs", len(scored), series, time.perf_counter() - started
     )
-    if output != "-":
-        click.echo(
-            f"{len(scored)} points of {series} series scored, {anomalies} anomalous points; "
-            f"wrote {output}",
-            err=True,
+    missing = int((scored["kind"] == "missing").sum())
+    notes = [f"{missing} missing buckets"] if missing else []
+    if data.attrs.get("duplicates_dropped"):
+        notes.append(f"{data.attrs['duplicates_dropped']} exact duplicate rows kept once")
+    if scored.attrs.get("merged_rows"):
+        notes.append(
+            f"{scored.attrs['merged_rows']} rows averaged into shared {freq or 'time'} buckets"
         )
+    extra = f" ({'; '.join(notes)})" if notes else ""
+    click.echo(
+        f"{len(scored)} points of {series} series scored, {anomalies} anomalous points{extra}"
+        + (f"; wrote {output}" if output != "-" else ""),
+        err=True,
+    )
 
 
 def parse_params(items: tuple[str, ...]) -> dict[str, Any]:

@@ -39,6 +39,8 @@ class Panel:
     first: np.ndarray
     last: np.ndarray
     denominator: np.ndarray | None = None
+    #: Input rows that shared a bucket with another row of their series and were averaged in.
+    merged_rows: int = 0
 
     @property
     def steps_per_day(self) -> float:
@@ -94,6 +96,7 @@ def to_panel(data: pd.DataFrame, freq: str | pd.Timedelta | None = None) -> Pane
     if has_den:
         frame["denominator"] = data["denominator"]
     grouped = frame.groupby(["bucket", "series"], sort=True).mean()
+    merged = len(frame) - len(grouped)  # rows averaged into a bucket another row already had
     names = sorted(frame["series"].unique().tolist())
     start, end = grouped.index.get_level_values(0).min(), grouped.index.get_level_values(0).max()
     index = pd.date_range(start, end, freq=step)
@@ -111,4 +114,4 @@ def to_panel(data: pd.DataFrame, freq: str | pd.Timedelta | None = None) -> Pane
     last = np.full(len(names), -1, dtype=int)
     np.minimum.at(first, col, pos)
     np.maximum.at(last, col, pos)
-    return Panel(values, index, names, step, first, last, den)
+    return Panel(values, index, names, step, first, last, den, merged)

@@ -147,3 +147,21 @@ def test_bad_params_exit_2(series_csv, tmp_path, param, message):
     assert result.exit_code == 2
     assert message in result.output
     assert not out.exists()
+
+
+def test_dropped_and_merged_rows_are_counted_not_silent(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text(
+        "timestamp,series,value\n"
+        "2026-01-01T00:00:00Z,a,1\n2026-01-01T00:00:00Z,a,1\n"  # exact duplicate
+        "2026-01-01T00:02:00Z,a,3\n"  # shares the 00:00 bucket
+        "2026-01-01T00:05:00Z,a,2\n2026-01-01T00:15:00Z,a,2\n"  # 00:10 is missing
+    )
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(main, ["score", str(src), "-o", str(out), "--freq", "5min"])
+    assert result.exit_code == 0, result.output
+    assert "1 missing buckets" in result.output
+    assert "1 exact duplicate rows kept once" in result.output
+    assert "1 rows averaged into shared 5min buckets" in result.output
+    scored = pd.read_csv(out)
+    assert scored.loc[scored["value"].isna(), "kind"].tolist() == ["missing"]

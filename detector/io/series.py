@@ -120,7 +120,8 @@ def read_series(path: str, columns: Columns | None = None) -> pd.DataFrame:
 
     ``timestamp`` is ``datetime64[ns, UTC]``, ``series`` a string (``"value"`` when the file
     has no series column), ``value`` a float with NaN for empty cells. Exact duplicate rows are
-    dropped; conflicting duplicates raise :class:`InputError` naming both lines.
+    kept once (their number is in ``frame.attrs["duplicates_dropped"]``); conflicting
+    duplicates raise :class:`InputError` naming both lines.
     """
     cols = columns or Columns()
     frame, fmt = read_table(path)
@@ -183,7 +184,10 @@ def _drop_duplicates(df: pd.DataFrame, path: str, fmt: str, cols: Columns) -> pd
             column=cols.timestamp,
             **_where(fmt, a),
         )
-    return df.drop_duplicates(key).reset_index(drop=True)
+    out = df.drop_duplicates(key).reset_index(drop=True)
+    # Nothing is dropped without a count: the CLI reports it.
+    out.attrs["duplicates_dropped"] = len(df) - len(out)
+    return out
 
 
 def _format_timestamps(ts: pd.Series) -> pd.Series:

@@ -240,7 +240,9 @@ def score_frame(
         return pd.DataFrame({c: [] for c in OUTPUT_COLUMNS})
     panel = to_panel(data, freq)
     scored = score_panel(panel, model=model, causal=causal, sensitivity=sensitivity, **params)
-    return scored.to_frame()
+    frame = scored.to_frame()
+    frame.attrs["merged_rows"] = panel.merged_rows
+    return frame
 
 
 def _to_frame(sp: ScoredPanel) -> pd.DataFrame:
@@ -252,6 +254,8 @@ def _to_frame(sp: ScoredPanel) -> pd.DataFrame:
     r_idx, c_idx = np.nonzero(inside.T)
     ti, sj = c_idx, r_idx
     kinds = np.asarray(KIND_CODES, dtype=object)[det.kind[ti, sj]]
+    # A bucket with no value is missing data whether or not the series is still warming up.
+    kinds[np.isnan(panel.values[ti, sj])] = "missing"
     ts = panel.index[ti]
     frame = pd.DataFrame(
         {
