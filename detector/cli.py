@@ -211,5 +211,8 @@ def list_models() -> None:
         click.echo(name)
 
 
+# The pipeline commands (validate, backtest, evaluate, demo) register themselves on ``main``.
+from detector import cli_pipeline  # noqa: E402, F401
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -218,6 +218,7 @@ def write_scores(frame: pd.DataFrame, path: str) -> None:
             out.to_csv(tmp, index=False, float_format="%.6g", compression=gz)
         else:
             out.to_parquet(tmp, index=False)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; an output file is for others to read
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

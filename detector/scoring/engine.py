@@ -70,6 +70,29 @@ def _split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     return det, mod
 
 
+_ENGINE_PARAMS = ("refit", "min_history", "confidence_ramp", "chunk")
+
+
+def check_scoring(model: str, params: dict[str, Any]) -> None:
+    """Raise ConfigError if ``model`` or one of ``params`` would be rejected by scoring.
+
+    Pipelines call this on load, so a typo fails ``detector validate`` rather than a run.
+
+    >>> check_scoring("auto", {"threshold": 6, "refit": "1D"})
+    >>> check_scoring("auto", {"treshold": 6})
+    Traceback (most recent call last):
+    ...
+    detector.errors.ConfigError: ...treshold...
+    """
+    rest = {k: v for k, v in params.items() if k not in _ENGINE_PARAMS}
+    det, mod = _split_params(rest)
+    try:
+        DetectionParams(**det)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad detection parameter: {exc}") from None
+    _make_model(model, True, mod)
+
+
 def _make_model(model: str, causal: bool, model_params: dict[str, Any]) -> Model:
     params = dict(model_params)
     if not causal:

@@ -1,0 +1,205 @@
+"""Commands that work on pipelines and events: ``validate``, ``backtest``, ``evaluate``, ``demo``.
+
+Registered on the ``detector`` group by :mod:`detector.cli`; kept apart so that ``cli.py`` stays
+the small place that maps errors to exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from detector.cli import _fail_cleanly, main
+from detector.errors import InputError
+
+
+@main.command()
+@click.argument("pipeline_file", metavar="FILE")
+@_fail_cleanly
+def validate(pipeline_file: str) -> None:
+    """Check a pipeline file; list every problem with its line (exit 2 if there is one)."""
+    from detector.pipeline.config import load_pipeline
+
+    p = load_pipeline(pipeline_file)
+    n_series = len(p.metrics) + len(p.freshness)
+    click.echo(
+        f"{pipeline_file}: OK: pipeline {p.name!r}, {len(p.metrics)} metrics, "
+        f"{len(p.freshness)} freshness checks, {len(p.events)} event types, "
+        f"{len(p.emitters)} emitters ({n_series} definitions)"
+    )
+
+
+def _progress_total(paths: tuple[str, ...]) -> int:
+    return sum(Path(p).stat().st_size for p in paths if Path(p).is_file())
+
+
+@main.command()
+@click.option("--pipeline", "pipeline_file", required=True, help="Pipeline YAML file.")
+@click.argument("events", nargs=-1, required=True, metavar="EVENTS...")
+@click.option("-o", "--output", "outdir", required=True, help="Output directory.")
+@click.option(
+    "--causal/--no-causal",
+    default=True,
+    show_default=True,
+    help="Causal: each window judged from earlier windows only (what the live detector says).",
+)
+@click.option("--no-report", is_flag=True, help="Skip report.html (faster).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a tty).")
+@_fail_cleanly
+def backtest(
+    pipeline_file: str,
+    events: tuple[str, ...],
+    outdir: str,
+    causal: bool,
+    no_report: bool,
+    progress: bool | None,
+) -> None:
+    """Aggregate EVENTS (JSONL, CSV or Parquet; .gz allowed) and score them as the stream would.
+
+    Writes OUTDIR/metrics.csv (timestamp, series, value), OUTDIR/anomalies.csv (the columns of
+    `detector score`, anomalous rows only), OUTDIR/scores.csv (every window scored),
+    OUTDIR/rejected.jsonl (events not counted, with the reason) and OUTDIR/report.html.
+    """
+    from detector.backtest import run_backtest
+    from detector.events.read import event_format
+    from detector.pipeline.config import load_pipeline
+
+    pipeline = load_pipeline(pipeline_file)
+    for path in events:
+        event_format(path)
+        if not Path(path).is_file():
+            raise InputError("file not found", source=path)
+    show = sys.stderr.isatty() if progress is None else progress
+    started = time.perf_counter()
+    with (
+        click.progressbar(
+            length=_progress_total(events),
+            label="reading events",
+            file=sys.stderr if show else None,
+        )
+        if show
+        else _NoBar() as bar
+    ):
+        result = run_backtest(
+            pipeline, events, outdir, causal=causal, progress=bar.update, report=not no_report
+        )
+    _print_run(result, time.perf_counter() - started)
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        return None
+
+
+def _print_run(result: Any, seconds: float) -> None:
+    c = result.counters
+    anomalies = result.anomalies
+    click.echo(
+        f"{c.get('events', 0):,} events read in {seconds:.1f} s: {c.get('accepted', 0):,} counted, "
+        f"{c.get('rejected', 0):,} rejected ({c.get('late', 0):,} late), "
+        f"{c.get('duplicate', 0):,} duplicates counted once",
+        err=True,
+    )
+    n_missing = int(result.metrics["missing"].sum())
+    click.echo(
+        f"{result.metrics['series'].nunique()} series, {len(result.metrics):,} windows "
+        f"({n_missing} missing: no data), {len(anomalies)} anomalous windows in "
+        f"{anomalies['series'].nunique() if len(anomalies) else 0} series",
+        err=True,
+    )
+    for reason, n in sorted(result.rejected_by_reason.items(), key=lambda kv: -kv[1])[:8]:
+        click.echo(f"  rejected {n:>6,}  {reason}", err=True)
+    for name, path in result.files.items():
+        click.echo(f"  {name:<9} {path}", err=True)
+
+
+@main.command()
+@click.option("--labels", "labels_path", required=True, help="Labels JSON (incidents, gaps).")
+@click.argument("predictions")
+@click.option(
+    "--metrics",
+    "metrics_path",
+    default=None,
+    help="metrics.csv of the same run: the scored span, when PREDICTIONS holds anomalies only.",
+)
+@click.option("--grace", default="30min", show_default=True, help="Accepted alert delay.")
+@click.option("--start", default=None, help="Ignore rows (and incidents) before this time.")
+@_fail_cleanly
+def evaluate(
+    labels_path: str,
+    predictions: str,
+    metrics_path: str | None,
+    grace: str,
+    start: str | None,
+) -> None:
+    """Incident recall, alert precision, F1, false alerts per series-week, delay, NAB score.
+
+    PREDICTIONS is scored output (the columns of `detector score`): backtest's scores.csv, or
+    its anomalies.csv together with --metrics metrics.csv. The labels format is documented in
+    detector/evaluation/incidents.py and the README.
+    """
+    import pandas as pd
+
+    from detector.evaluation.incidents import evaluate as run_evaluate
+    from detector.evaluation.incidents import load_labels
+    from detector.evaluation.nab import nab_score_decisions
+    from detector.io.series import Columns, read_series
+
+    labels = load_labels(labels_path)
+    pred = _read_predictions(predictions)
+    if metrics_path:
+        span = read_series(metrics_path, Columns())[["timestamp", "series"]]
+        pred = span.merge(pred, on=["timestamp", "series"], how="left")
+        pred["is_anomaly"] = pred["is_anomaly"].fillna(False).astype(bool)
+    elif len(pred) and pred["is_anomaly"].all():
+        click.echo(
+            "Warning: PREDICTIONS holds anomalous rows only, so false alerts per series-week "
+            "and the NAB score lack the quiet rows; pass --metrics metrics.csv or use scores.csv.",
+            err=True,
+        )
+    report = run_evaluate(pred, labels, grace=grace, start=start)
+    click.echo(report.summary())
+    by_series: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]] = {}
+    for inc in labels.incidents:
+        by_series.setdefault(inc.series, []).append((inc.start, inc.end))
+    frames = {
+        s: g[["timestamp", "is_anomaly"]].reset_index(drop=True)
+        for s, g in pred.groupby("series", sort=True)
+    }
+    nab = nab_score_decisions(frames, {s: by_series.get(s, []) for s in frames})
+    click.echo(f"NAB score (standard profile, incident windows): {nab.score:.1f}")
+
+
+def _read_predictions(path: str) -> Any:
+    import pandas as pd
+
+    from detector.io.series import Columns, read_series
+
+    frame = read_series(path, Columns())
+    if "is_anomaly" not in frame.columns:
+        raise InputError(
+            "no 'is_anomaly' column; pass scored output (detector score / backtest)", source=path
+        )
+    flags = frame["is_anomaly"]
+    if flags.dtype != bool:
+        text = flags.astype(str).str.strip().str.lower()
+        bad = ~text.isin(["true", "false", "1", "0"])
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise InputError(
+                f"is_anomaly must be true/false, got {flags.iloc[row]!r}",
+                source=path, row=row + 1, column="is_anomaly",
+            )  # fmt: skip
+        frame["is_anomaly"] = text.isin(["true", "1"])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    return frame
