@@ -30,6 +30,7 @@ import orjson
 import pandas as pd
 
 from detector.aggregation.windows import Point, Rejected, WindowAggregator
+from detector.errors import InputError
 from detector.events.read import read_events
 from detector.io.series import write_scores
 from detector.pipeline.config import Pipeline
@@ -165,8 +166,11 @@ class _RejectedWriter:
         self.path = path
         self.fh = open(path, "wb")  # noqa: SIM115 - closed in close()
         self.count = 0
+        self.first: Rejected | None = None
 
     def __call__(self, rejected: list[Rejected]) -> None:
+        if rejected and self.first is None:
+            self.first = rejected[0]
         for r in rejected:
             rec = {"reason": r.reason, "origin": r.origin, "event": r.event}
             self.fh.write(orjson.dumps(rec, default=str) + b"\n")
@@ -195,6 +199,13 @@ def run_backtest(
         metrics, agg = aggregate_files(pipeline, paths, on_rejected=writer, progress=progress)
     finally:
         writer.close()
+    if agg.counters["accepted"] == 0:
+        first = writer.first
+        why = f"; the first, {first.origin}: {first.reason}" if first is not None else ""
+        raise InputError(
+            f"no valid event in {', '.join(map(str, paths))} ({writer.count} rejected{why}); "
+            f"the reasons are in {writer.path}"
+        )
     scores = score_metrics(pipeline, metrics, causal=causal)
     files = {
         "metrics": out / "metrics.csv",

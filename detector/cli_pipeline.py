@@ -159,6 +159,7 @@ def evaluate(
     pred = _read_predictions(predictions)
     if metrics_path:
         span = read_series(metrics_path, Columns())[["timestamp", "series"]]
+        span["timestamp"] = pd.to_datetime(span["timestamp"], utc=True)
         pred = span.merge(pred, on=["timestamp", "series"], how="left")
         pred["is_anomaly"] = pred["is_anomaly"].fillna(False).astype(bool)
     elif len(pred) and pred["is_anomaly"].all():
@@ -181,15 +182,25 @@ def evaluate(
 
 
 def _read_predictions(path: str) -> Any:
+    """Scored output (CSV, CSV.gz or Parquet) with at least timestamp, series, is_anomaly."""
     import pandas as pd
 
-    from detector.io.series import Columns, read_series
-
-    frame = read_series(path, Columns())
-    if "is_anomaly" not in frame.columns:
-        raise InputError(
-            "no 'is_anomaly' column; pass scored output (detector score / backtest)", source=path
-        )
+    if not Path(path).is_file():
+        raise InputError("file not found", source=path)
+    try:
+        if path.lower().endswith((".parquet", ".pq")):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, low_memory=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read predictions: {exc}", source=path) from exc
+    for col in ("timestamp", "series", "is_anomaly"):
+        if col not in frame.columns:
+            raise InputError(
+                f"no {col!r} column; pass scored output (detector score, backtest's scores.csv "
+                f"or anomalies.csv); the file has {list(frame.columns)}",
+                source=path,
+            )
     flags = frame["is_anomaly"]
     if flags.dtype != bool:
         text = flags.astype(str).str.strip().str.lower()
@@ -198,8 +209,12 @@ def _read_predictions(path: str) -> Any:
             row = int(bad.to_numpy().argmax())
             raise InputError(
                 f"is_anomaly must be true/false, got {flags.iloc[row]!r}",
-                source=path, row=row + 1, column="is_anomaly",
+                source=path, line=row + 2, column="is_anomaly",
             )  # fmt: skip
         frame["is_anomaly"] = text.isin(["true", "1"])
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    try:
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"unparsable timestamp: {exc}", source=path, column="timestamp") from exc
+    frame["series"] = frame["series"].astype(str)
     return frame

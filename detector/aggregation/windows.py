@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from detector.aggregation.aggregators import AGGREGATORS, Aggregator
-from detector.events.schema import EventValidator, Undecodable, _minute_cache, parse_ts
+from detector.events.schema import EventValidator, Undecodable, _compile_fast, parse_ts
 from detector.pipeline.config import Freshness, Metric, Pipeline, compile_condition
 
 __all__ = ["Point", "Rejected", "WindowAggregator", "series_name"]
@@ -185,7 +185,8 @@ class WindowAggregator:
         self._by_type: dict[str, list[list[_Run]]] = {}
         for (t, _w, _d), family in families.items():
             self._by_type.setdefault(t, []).append(family)
-        self._accepted_types = set(self.validator.known) if self.validator else None
+        # Without validation: the standard keys and the time only, for every aggregated type.
+        self._fast = {t: _compile_fast(None) for t in self._by_type}
 
     def _metric_run(self, m: Metric) -> _Run:
         assert m.window is not None
@@ -236,30 +237,24 @@ class WindowAggregator:
         def reject(i: int, reason: str, ev: Any) -> None:
             rejected.append(Rejected(reason, origins(i) if origins else str(i), ev))
 
-        fast = self.validator.fast if self.validator else {}
-        minute_cache = _minute_cache
+        fast = self.validator.fast if self.validator else self._fast
+        first_seen = self._first_seen
         for i, ev in enumerate(events):
-            if check is not None and not (
-                ev.__class__ is dict and (f := fast.get(ev.get("type"))) is not None and f(ev)
-            ):
-                reason = check(ev)
+            # One generated call checks the event and parses its time (see EventValidator);
+            # anything unusual takes the slow path, which finds the reason or parses the time.
+            ts = None
+            if ev.__class__ is dict:
+                f = fast.get(ev.get("type"))
+                if f is not None:
+                    ts = f(ev)
+            if ts is None:
+                reason = check(ev) if check is not None else _basic_reason(ev)
                 if reason is not None:
                     reject(i, reason, ev.raw if isinstance(ev, Undecodable) else ev)
                     continue
-            elif not isinstance(ev, dict):
-                reason = ev.reason if isinstance(ev, Undecodable) else "not a JSON object"
-                reject(i, reason, ev.raw if isinstance(ev, Undecodable) else ev)
-                continue
-            # parse_ts inlined for the common "....T..:..:..(.fff)Z" form: one cached minute
-            # plus the seconds (a function call per event costs more than the parsing).
-            s = ev["ts"]
-            base = minute_cache.get(s[:16]) if s.__class__ is str else None
-            if base is not None and _simple_ts(s):
-                ts = base + float(s[17:-1])
-            else:
                 try:
-                    ts = parse_ts(s)
-                except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    ts = parse_ts(ev.get("ts"))
+                except (ValueError, TypeError) as exc:
                     reject(i, f"field 'ts': not an ISO 8601 time ({exc})", ev)
                     continue
             if ts < wm:
@@ -287,9 +282,9 @@ class WindowAggregator:
             act = activity.get(src)
             if act is None:
                 act = activity[src] = set()
-                self._first_seen[src] = ts
-            elif ts < self._first_seen[src]:
-                self._first_seen[src] = ts
+                first_seen[src] = ts
+            elif ts < first_seen[src]:
+                first_seen[src] = ts
             act.add(b)
             t = ev["type"]
             lst = accepted.get(t)
@@ -469,16 +464,16 @@ class WindowAggregator:
         return {r.name: r.bad_values for r in self.runs if r.bad_values}
 
 
-def _simple_ts(s: str) -> bool:
-    """``...THH:MM:SSZ`` or ``...THH:MM:SS.fffZ`` with plain digits (safe for ``float``)."""
-    n = len(s)
-    return (
-        s[-1] == "Z"
-        and s[16] == ":"
-        and s[17] < "6"
-        and s[17:19].isdigit()
-        and (n == 20 or (n == 24 and s[19] == "." and s[20:23].isdigit()))
-    )
+def _basic_reason(ev: Any) -> str | None:
+    """Without a validator: an event needs to be an object with the standard keys."""
+    if isinstance(ev, Undecodable):
+        return ev.reason
+    if not isinstance(ev, dict):
+        return f"expected a JSON object, got {type(ev).__name__}"
+    for key in ("event_id", "type", "ts", "source"):
+        if ev.get(key) is None:
+            return f"missing required field {key!r}"
+    return None
 
 
 def _reason_class(reason: str) -> str:

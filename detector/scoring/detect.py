@@ -267,7 +267,9 @@ def decide(
         run, seen, bounds, window, params.stale_min_steps, params.stale_factor, causal
     )
     # A value stuck at 0 (no orders, no revenue) is a drop, judged above, not a stale feed.
-    stale_need = np.where(x == 0, np.inf, stale_need)
+    # Counts and rates are computed by the detector from events it counted itself: an equal
+    # value twice (3 orders, 100% of 2 payments at night) is chance, never a stuck feed.
+    stale_need = np.where((x == 0) | count | ratio, np.inf, stale_need)
     shifts = level_shift if level_shift is not None else np.zeros((t, n))
     # How many events (orders, sales) a bucket is expected to hold: e^2 / var is the Poisson
     # mean for counts (var = e) and for compound sums such as revenue (var = e * mean amount);

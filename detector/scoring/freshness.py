@@ -33,17 +33,22 @@ def _fmt(seconds: float) -> str:
     return f"{minutes / 60:.1f} h"
 
 
+def _applies(times: pd.Series, check: Freshness) -> np.ndarray:
+    weekday = (times.dt.tz_convert(check.timezone).dt.day_of_week < 5).to_numpy()
+    if check.schedule == "weekdays":
+        return weekday
+    if check.schedule == "weekends":
+        return ~weekday
+    return np.ones(len(times), bool)
+
+
 def score_freshness(data: pd.DataFrame, check: Freshness, window: pd.Timedelta) -> pd.DataFrame:
     """Score a freshness check's ages (``timestamp, series, value``; NaN = missing data)."""
     limit = check.max_age.total_seconds()
     sampled = data["timestamp"] + window  # the age is measured at the window's end
-    local = sampled.dt.tz_convert(check.timezone)
-    weekday = local.dt.day_of_week < 5
-    applies = {
-        "always": np.ones(len(data), bool),
-        "weekdays": weekday.to_numpy(),
-        "weekends": ~weekday.to_numpy(),
-    }[check.schedule]
+    # The check must have applied for the whole of the last max_age: a weekday feed that is
+    # quiet over the weekend is not overdue at 00:05 on Monday, but is at 00:20 if still quiet.
+    applies = _applies(sampled, check) & _applies(sampled - check.max_age, check)
     value = data["value"].to_numpy(float)
     missing = np.isnan(value)
     overdue = (value > limit) & applies & ~missing
