@@ -146,7 +146,7 @@ def _compile_fast(spec: EventSpec | None) -> Callable[[dict[str, Any]], float | 
         "    return base + float(s[17:-1])",
     ]
     namespace: dict[str, Any] = dict(consts)
-    exec("\n".join(lines), namespace)  # noqa: S102 - generated from the validated schema
+    exec("\n".join(lines), namespace)  # generated from the validated schema
     return namespace["fast"]  # type: ignore[no-any-return]
 
 
