@@ -106,9 +106,19 @@ def aggregate_files(
 
 
 def score_metrics(
-    pipeline: Pipeline, metrics: pd.DataFrame, *, causal: bool = True
+    pipeline: Pipeline,
+    metrics: pd.DataFrame,
+    *,
+    causal: bool = True,
+    timezones: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Score every metric with its model and parameters, and every freshness check."""
+    """Score every metric with its model and parameters, and every freshness check.
+
+    Series of a segment with a time zone (``segments.market.timezones``) are scored on their
+    local wall clock, so that their daily and weekly shape stays put across daylight-saving
+    changes (see :func:`score_local`).
+    """
+    timezones = timezones or {}
     parts = []
     for m in pipeline.metrics:
         data = metrics.loc[metrics["metric"] == m.name]
@@ -118,16 +128,19 @@ def score_metrics(
         if m.aggregation == "ratio":
             cols.append("denominator")
         assert m.window is not None
-        parts.append(
-            score_frame(
-                data.loc[:, cols],
-                model=m.model or "auto",
-                causal=causal,
-                sensitivity=m.sensitivity or 1.0,
-                freq=pd.tseries.frequencies.to_offset(m.window).freqstr,
-                **m.params,
-            )
+        kwargs: dict[str, Any] = dict(
+            model=m.model or "auto",
+            causal=causal,
+            sensitivity=m.sensitivity or 1.0,
+            freq=pd.tseries.frequencies.to_offset(m.window).freqstr,
+            **m.params,
         )
+        tz_of = data["series"].map(timezones).fillna("UTC")
+        for tz, group in data.loc[:, cols].groupby(tz_of, sort=True):
+            if tz == "UTC":
+                parts.append(score_frame(group, **kwargs))
+            else:
+                parts.append(score_local(group, str(tz), **kwargs))
     for f in pipeline.freshness:
         data = metrics.loc[metrics["metric"] == f.name]
         if not data.empty:
@@ -136,6 +149,29 @@ def score_metrics(
     if not parts:
         return pd.DataFrame({c: [] for c in OUTPUT_COLUMNS})
     return pd.concat(parts, ignore_index=True)
+
+
+def score_local(data: pd.DataFrame, tz: str, **kwargs: Any) -> pd.DataFrame:
+    """Score series on the wall clock of ``tz``; rows come back on their UTC timestamps.
+
+    The models' daily and weekly lags count buckets, so in UTC a market's evening peak moves
+    by an hour at each daylight-saving change. On the local wall clock it stays put; the hour
+    skipped in spring is simply missing there, and the hour lived twice in autumn is merged
+    into one local bucket (its two values averaged for the model; each UTC row keeps its own
+    value in the output). Anomaly reasons of such series give local times, and say so.
+    """
+    local = data["timestamp"].dt.tz_convert(tz).dt.tz_localize(None).dt.tz_localize("UTC")
+    scored = score_frame(data.assign(timestamp=local), **kwargs)
+    scored = scored.rename(columns={"timestamp": "_local", "value": "_local_value"})
+    back = data.loc[:, ["timestamp", "series", "value"]].assign(_local=local.to_numpy())
+    out = back.merge(scored, on=["_local", "series"], how="left", validate="many_to_one")
+    flagged = out["is_anomaly"].fillna(False).astype(bool).to_numpy()
+    out["is_anomaly"] = flagged
+    reasons = out["reason"].fillna("").astype(object)
+    reasons[flagged] = reasons[flagged] + f" (times in {tz})"
+    out["reason"] = reasons
+    out["kind"] = out["kind"].fillna("").astype(object)
+    return out.loc[:, list(OUTPUT_COLUMNS)]
 
 
 def write_metrics(metrics: pd.DataFrame, path: str | Path) -> None:
@@ -206,7 +242,7 @@ def run_backtest(
             f"no valid event in {', '.join(map(str, paths))} ({writer.count} rejected{why}); "
             f"the reasons are in {writer.path}"
         )
-    scores = score_metrics(pipeline, metrics, causal=causal)
+    scores = score_metrics(pipeline, metrics, causal=causal, timezones=agg.series_timezones())
     files = {
         "metrics": out / "metrics.csv",
         "anomalies": out / "anomalies.csv",

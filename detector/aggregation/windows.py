@@ -476,6 +476,21 @@ class WindowAggregator:
     def open_windows(self) -> int:
         return sum(len(r.windows) for r in self.runs)
 
+    def series_timezones(self) -> dict[str, str]:
+        """Series whose segment has a time zone in the pipeline (for local-time seasonality)."""
+        out: dict[str, str] = {}
+        for run in self.runs:
+            if not run.dims:
+                continue
+            for key, series in run.known.items():
+                values = key if len(run.dims) > 1 else (key,)
+                for d, v in zip(run.dims, values, strict=True):
+                    tz = self.pipeline.timezone_of(d, str(v))
+                    if tz:
+                        out[series] = tz
+                        break
+        return out
+
     def bad_values(self) -> dict[str, int]:
         """Per metric, events whose value field was missing or not a number (not aggregated)."""
         return {r.name: r.bad_values for r in self.runs if r.bad_values}
