@@ -45,8 +45,8 @@ batches:
 from __future__ import annotations
 
 import itertools
-import operator
 import math
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
