@@ -265,3 +265,21 @@ def test_bad_inputs_exit_2_with_the_file_named(shop_files: dict[str, Path], tmp_
     labels.write_text('{"incidents": [{"series": "a"}]}', encoding="utf-8")
     bad_labels = run(main, ["evaluate", "--labels", str(labels), str(shop_files["events"])])
     assert bad_labels.exit_code == 2 and "incidents[0] has no 'start'" in bad_labels.output
+
+
+def test_demo_finds_every_incident_and_reports_the_gap_as_missing(tmp_path: Path) -> None:
+    """The README's first command, end to end (two weeks to keep CI short)."""
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["demo", "-o", str(out), "--weeks", "2", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    found = [line for line in result.output.splitlines() if "found" in line and " of " in line]
+    assert found, result.output
+    n_found, n_total = found[0].split("found ")[1].split(";")[0].split(" of ")
+    assert n_found == n_total and int(n_total) >= 5
+    assert "false alerts: 0 " in result.output
+    assert "reported as missing data, no alert" in result.output
+    for name in ["events.jsonl", "labels.json", "metrics.csv", "anomalies.csv", "scores.csv",
+                 "rejected.jsonl", "report.html"]:
+        assert (out / name).is_file(), name
+    rejected = (out / "rejected.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(rejected) > 0 and all('"reason"' in line for line in rejected)
