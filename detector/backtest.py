@@ -135,7 +135,7 @@ def score_metrics(
             freq=pd.tseries.frequencies.to_offset(m.window).freqstr,
             **m.params,
         )
-        tz_of = data["series"].map(timezones).fillna("UTC")
+        tz_of = data["series"].map(lambda s: timezones.get(s, "UTC"))
         for tz, group in data.loc[:, cols].groupby(tz_of, sort=True):
             if tz == "UTC":
                 parts.append(score_frame(group, **kwargs))
@@ -167,10 +167,10 @@ def score_local(data: pd.DataFrame, tz: str, **kwargs: Any) -> pd.DataFrame:
     out = back.merge(scored, on=["_local", "series"], how="left", validate="many_to_one")
     flagged = out["is_anomaly"].fillna(False).astype(bool).to_numpy()
     out["is_anomaly"] = flagged
-    reasons = out["reason"].fillna("").astype(object)
+    reasons = out["reason"].astype(object).fillna("")
     reasons[flagged] = reasons[flagged] + f" (times in {tz})"
     out["reason"] = reasons
-    out["kind"] = out["kind"].fillna("").astype(object)
+    out["kind"] = out["kind"].astype(object).fillna("")
     return out.loc[:, list(OUTPUT_COLUMNS)]
 
 

@@ -167,8 +167,8 @@ def _prepare(scores: pd.DataFrame) -> pd.DataFrame:
             "timestamp": ts.reset_index(drop=True),
             "series": scores["series"].astype(str).to_numpy(),
             "is_anomaly": flag.to_numpy(),
-            "kind": scores["kind"].fillna("").astype(str).to_numpy(),
-            "reason": scores["reason"].fillna("").astype(str).to_numpy(),
+            "kind": scores["kind"].astype(object).fillna("").astype(str).to_numpy(),
+            "reason": scores["reason"].astype(object).fillna("").astype(str).to_numpy(),
         }
     )
     for col in ("value", "expected", "lower", "upper", "score"):

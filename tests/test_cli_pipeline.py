@@ -278,8 +278,15 @@ def test_demo_finds_every_incident_and_reports_the_gap_as_missing(tmp_path: Path
     assert n_found == n_total and int(n_total) >= 5
     assert "false alerts: 0 " in result.output
     assert "reported as missing data, no alert" in result.output
-    for name in ["events.jsonl", "labels.json", "metrics.csv", "anomalies.csv", "scores.csv",
-                 "rejected.jsonl", "report.html"]:
+    for name in [
+        "events.jsonl",
+        "labels.json",
+        "metrics.csv",
+        "anomalies.csv",
+        "scores.csv",
+        "rejected.jsonl",
+        "report.html",
+    ]:
         assert (out / name).is_file(), name
     rejected = (out / "rejected.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(rejected) > 0 and all('"reason"' in line for line in rejected)

@@ -83,28 +83,43 @@ def _open(path: str) -> tuple[IO[bytes], IO[bytes]]:
 
 
 def _jsonl(path: str, chunk: int) -> Iterator[Chunk]:
+    """JSON lines, ``chunk`` at a time: a whole chunk is decoded with one ``map`` (C speed);
+    only a chunk holding a bad or blank line is redone line by line to find it."""
     loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
     try:
         fh, raw = _open(path)
         with raw, fh:
-            events: list[Any] = []
-            lines: list[int] = []
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    events.append(loads(line))
-                except JSONDecodeError as exc:
-                    text = line.decode("utf-8", "replace").rstrip("\r\n")
-                    events.append(Undecodable(text, f"not valid JSON: {exc}"))
-                lines.append(n)
-                if len(events) >= chunk:
-                    yield Chunk(events, path, lines, raw.tell())
-                    events, lines = [], []
-            if events:
-                yield Chunk(events, path, lines, raw.tell())
+            number = 0  # line number of the last line read
+            pending: list[bytes] = []
+            for line in fh:
+                pending.append(line)
+                if len(pending) >= chunk:
+                    yield _decode(pending, number + 1, path, raw.tell(), loads, JSONDecodeError)
+                    number += len(pending)
+                    pending = []
+            if pending:
+                yield _decode(pending, number + 1, path, raw.tell(), loads, JSONDecodeError)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"cannot read events: {exc}", source=path) from exc
+
+
+def _decode(lines: list[bytes], first: int, path: str, done: int, loads: Any, error: Any) -> Chunk:
+    try:
+        return Chunk(list(map(loads, lines)), path, range(first, first + len(lines)), done)
+    except error:
+        pass
+    events: list[Any] = []
+    numbers: list[int] = []
+    for n, line in enumerate(lines, first):
+        if not line.strip():
+            continue  # a blank line is no event
+        try:
+            events.append(loads(line))
+        except error as exc:
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            events.append(Undecodable(text, f"not valid JSON: {exc}"))
+        numbers.append(n)
+    return Chunk(events, path, numbers, done)
 
 
 def _clean(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
