@@ -82,6 +82,13 @@ def _values(field: str, evs: list[Event]) -> tuple[list[Any], bool]:
     return vals, set(map(type, vals)) <= _NUMBERS
 
 
+class _OnField:
+    """An aggregation of one event field (``field:`` in the pipeline)."""
+
+    def __init__(self, field: str, **_: Any) -> None:
+        self.field = field
+
+
 @register
 class Count:
     name = "count"
@@ -103,12 +110,9 @@ class Count:
 
 
 @register
-class Sum:
+class Sum(_OnField):
     name = "sum"
     empty = 0.0
-
-    def __init__(self, field: str, **_: Any) -> None:
-        self.field = field
 
     def add_columns(
         self, states: dict[Any, Any], evs: list[Event], keys: list[Any], tss: list[float]
@@ -131,14 +135,11 @@ class Sum:
         return float(state), None
 
 
-class _Collect:
+class _Collect(_OnField):
     """Collects the numeric values of ``field`` per series (for mean, extremes, percentiles)."""
 
     name = ""
     empty: float | None = None
-
-    def __init__(self, field: str, **_: Any) -> None:
-        self.field = field
 
     def add_columns(
         self, states: dict[Any, Any], evs: list[Event], keys: list[Any], tss: list[float]
@@ -196,12 +197,9 @@ class Percentile(_Collect):
 
 
 @register
-class Distinct:
+class Distinct(_OnField):
     name = "distinct"
     empty = 0.0
-
-    def __init__(self, field: str, **_: Any) -> None:
-        self.field = field
 
     def add_columns(
         self, states: dict[Any, Any], evs: list[Event], keys: list[Any], tss: list[float]
@@ -224,14 +222,11 @@ class Distinct:
 
 
 @register
-class Last:
+class Last(_OnField):
     """The value of the latest event (by event time; ties: the larger value, so order-free)."""
 
     name = "last"
     empty = None
-
-    def __init__(self, field: str, **_: Any) -> None:
-        self.field = field
 
     def add_columns(
         self, states: dict[Any, Any], evs: list[Event], keys: list[Any], tss: list[float]
