@@ -419,7 +419,6 @@ class WindowAggregator:
         width = run.width
         if run.next_start is None:
             run.next_start = int(self.min_ts // width) * width
-            self._start = run.next_start
         redo = sorted(w for w in run.dirty if w < run.next_start)
         run.dirty.difference_update(redo)
         for w in redo:

@@ -411,42 +411,39 @@ def parse_pipeline(text: str, *, source: str = "<string>") -> Pipeline:
 
 
 def _fields_at(loc: tuple) -> list[str]:
-    """Valid keys of the model that sits at ``loc`` (for 'did you mean')."""
-    cls: Any = Pipeline
+    """Valid keys of the model that sits at ``loc`` (for 'did you mean').
+
+    Walks the annotations: a list or dict consumes one part of ``loc`` (an index or a key,
+    as in ``emitters.shop-api``), a model consumes a field name.
+    """
+    tp: Any = Pipeline
     for part in loc:
-        cls = _unwrap(cls)
-        if isinstance(part, int) or not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-            if isinstance(cls, type) and issubclass(cls, BaseModel):
-                continue
-            continue
-        field = cls.model_fields.get(part)
-        if field is None:
+        tp = _strip(tp)
+        if typing.get_origin(tp) in (list, dict):
+            tp = typing.get_args(tp)[-1]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
             return []
-        cls = field.annotation
-    cls = _unwrap(cls)
-    if isinstance(cls, type) and issubclass(cls, BaseModel):
-        return [k for k in cls.model_fields if k != "source_file"]
+    tp = _strip(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [k for k in tp.model_fields if k != "source_file"]
     return []
 
 
-def _unwrap(tp: Any) -> Any:
-    """The model class inside Optional[...], list[...], dict[str, ...]."""
-    for _ in range(4):
+def _strip(tp: Any) -> Any:
+    """``X | None`` and ``Annotated[X, ...]`` as ``X`` (a union of several types stays)."""
+    while True:
         origin = typing.get_origin(tp)
-        if origin in (typing.Union, types.UnionType):
-            models = [
-                a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)
-            ]
-            tp = models[0] if models else tp
-            if not models:
-                return tp
-        elif origin in (list, dict):
-            tp = typing.get_args(tp)[-1]
-        elif origin is Annotated:
+        if origin is Annotated:
             tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
         else:
             return tp
-    return tp
 
 
 def _issue(err: dict[str, Any], lines: dict[tuple, int], source: str) -> ConfigIssue:

@@ -93,6 +93,15 @@ def issues_of(text: str) -> list[str]:
         ),
         (("name: t\n", "nam: t\n"), "p.yaml:1: nam: unknown key 'nam'; did you mean 'name'?"),
         (
+            ("      amount: {type: number}", "      amount: {type: number, requird: true}"),
+            "p.yaml:6: events.order_placed.fields.amount.requird: unknown key 'requird'; did you "
+            "mean 'required'?",
+        ),
+        (
+            ("name: t\n", "name: t\nemitters:\n  shop: {hearbeat: hb}\n"),
+            "p.yaml:3: emitters.shop.hearbeat: unknown key 'hearbeat'; did you mean 'heartbeat'?",
+        ),
+        (
             ("    aggregation: count\n", "    aggregation: count\n    aggregation: sum\n"),
             "p.yaml:11: metrics[0].aggregation: duplicate key",
         ),
