@@ -22,6 +22,16 @@ from detector.errors import DetectorError
 log = logging.getLogger("detector")
 
 
+#: Shared by every command that scores (score, backtest): one meaning, one help text.
+causal_option = click.option(
+    "--causal/--no-causal",
+    default=True,
+    show_default=True,
+    help="Causal: each point judged from earlier points only, as the live detector would. "
+    "--no-causal: retrospective, fitted on the whole series.",
+)
+
+
 def _fail_cleanly(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn DetectorError into a one-line message and its exit code, never a traceback."""
 
@@ -50,12 +60,7 @@ def main(verbose: int) -> None:
 @click.option(
     "-o", "--output", required=True, help="Output file (.csv, .csv.gz, .parquet; '-' = stdout)."
 )
-@click.option(
-    "--causal/--no-causal",
-    default=True,
-    show_default=True,
-    help="Causal: each point judged from earlier points only. --no-causal: retrospective.",
-)
+@causal_option
 @click.option("--freq", default=None, help="Bucket size, e.g. 5min or 1h (inferred when absent).")
 @click.option("--model", default="auto", show_default=True, help="auto or a model name.")
 @click.option(

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from detector.cli import _fail_cleanly, main
+from detector.cli import _fail_cleanly, causal_option, main
 from detector.errors import InputError
 
 
@@ -41,12 +41,7 @@ def _progress_total(paths: tuple[str, ...]) -> int:
 @click.option("--pipeline", "pipeline_file", required=True, help="Pipeline YAML file.")
 @click.argument("events", nargs=-1, required=True, metavar="EVENTS...")
 @click.option("-o", "--output", "outdir", required=True, help="Output directory.")
-@click.option(
-    "--causal/--no-causal",
-    default=True,
-    show_default=True,
-    help="Causal: each window judged from earlier windows only (what the live detector says).",
-)
+@causal_option
 @click.option("--no-report", is_flag=True, help="Skip report.html (faster).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a tty).")
 @_fail_cleanly
