@@ -145,6 +145,7 @@ def evaluate(
     """
     import pandas as pd
 
+    from detector.datasets.shop import to_utc
     from detector.evaluation.incidents import evaluate as run_evaluate
     from detector.evaluation.incidents import load_labels
     from detector.evaluation.nab import nab_score_decisions
@@ -168,9 +169,10 @@ def evaluate(
     by_series: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]] = {}
     for inc in labels.incidents:
         by_series.setdefault(inc.series, []).append((inc.start, inc.end))
+    nab_rows = pred if start is None else pred[pred["timestamp"] >= to_utc(start, what="--start")]
     frames = {
         s: g[["timestamp", "is_anomaly"]].reset_index(drop=True)
-        for s, g in pred.groupby("series", sort=True)
+        for s, g in nab_rows.groupby("series", sort=True)
     }
     nab = nab_score_decisions(frames, {s: by_series.get(s, []) for s in frames})
     click.echo(f"NAB score (standard profile, incident windows): {nab.score:.1f}")

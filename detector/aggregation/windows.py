@@ -531,6 +531,9 @@ def _basic_reason(ev: Any) -> str | None:
     for key in ("event_id", "type", "ts", "source"):
         if ev.get(key) is None:
             return f"missing required field {key!r}"
+    for key in ("event_id", "type", "source"):
+        if not isinstance(ev[key], str | int) or isinstance(ev[key], bool):
+            return f"field {key!r}: expected a string, got {ev[key]!r}"
     return None
 
 

@@ -36,7 +36,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -91,7 +91,9 @@ def parse_ts(value: Any) -> float:
     return dt.timestamp()
 
 
-def _compile_fast(spec: EventSpec | None) -> Callable[[dict[str, Any]], float | None]:
+def _compile_fast(
+    spec: EventSpec | None, scalars: Iterable[str] = ()
+) -> Callable[[dict[str, Any]], float | None]:
     """Generate the fast path of one event type (see ``EventValidator.fast``).
 
     Generated rather than looped over the schema because it runs for every event: one call
@@ -131,6 +133,12 @@ def _compile_fast(spec: EventSpec | None) -> Callable[[dict[str, Any]], float | 
         else:
             lines.append("    if v is not None:")
             lines += [f"        {b}" for b in body]
+    for name in scalars:
+        lines.append(f"    v = g({name!r})")
+        lines.append(
+            "    if v is not None and v.__class__ is not str and v.__class__ is not int"
+            " and v.__class__ is not float and v.__class__ is not bool: return None"
+        )
     # The time: "YYYY-MM-DDTHH:MM:SSZ" or "...SS.fffZ" with its minute already cached.
     lines += [
         "    s = g('ts')",
@@ -148,6 +156,16 @@ def _compile_fast(spec: EventSpec | None) -> Callable[[dict[str, Any]], float | 
     namespace: dict[str, Any] = dict(consts)
     exec("\n".join(lines), namespace)  # generated from the validated schema
     return namespace["fast"]  # type: ignore[no-any-return]
+
+
+def _scalar_check(name: str) -> Check:
+    def check(ev: dict[str, Any]) -> str | None:
+        v = ev.get(name)
+        if v is None or isinstance(v, str | int | float):
+            return None
+        return f"field {name!r}: expected a single value (string, number or boolean), got {v!r}"
+
+    return check
 
 
 def _field_check(name: str, spec: FieldSpec) -> Check:
@@ -199,12 +217,26 @@ class EventValidator:
             t: [_field_check(n, s) for n, s in spec.fields.items()]
             for t, spec in pipeline.events.items()
         }
+        # Fields that metrics group by, filter on or aggregate but no schema declares: they
+        # must at least be single values (a list as a market cannot name a series).
+        self.scalars: dict[str, list[str]] = {}
+        for m in [*pipeline.metrics, *pipeline.freshness]:
+            used = {*m.group_by, *m.where, *(getattr(m, "numerator", None) or {})}
+            if m.field:
+                used.add(m.field)
+            for t in m.event_types:
+                declared = set(pipeline.events[t].fields) if t in pipeline.events else set()
+                extra = self.scalars.setdefault(t, [])
+                extra += sorted(used - declared - set(extra) - set(REQUIRED))
+        for t, names in self.scalars.items():
+            self.checks.setdefault(t, []).extend(_scalar_check(n) for n in names)
         self._known_text = ", ".join(sorted(self.known))
         #: Per type, a generated all-in-one check that returns the event time (epoch seconds)
         #: of a valid event in the common form, and None otherwise: the hot path calls it, and
         #: only other events pay for ``check`` (which finds the reason) and ``parse_ts``.
         self.fast: dict[str, Callable[[dict[str, Any]], float | None]] = {
-            t: _compile_fast(pipeline.events.get(t, None)) for t in self.known
+            t: _compile_fast(pipeline.events.get(t, None), self.scalars.get(t, ()))
+            for t in self.known
         }
 
     def check(self, ev: Any) -> str | None:

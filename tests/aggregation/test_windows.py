@@ -319,3 +319,18 @@ def test_empty_input_gives_no_points() -> None:
     agg = WindowAggregator(parse_pipeline(PIPELINE))
     assert agg.add([]) == [] and agg.flush() == []
     assert math.isinf(agg.watermark)
+
+
+def test_values_that_cannot_name_a_series_are_rejected_not_a_crash() -> None:
+    """Without a schema for a group-by field, a list or object there is still bad input."""
+    pipeline = "name: x\nmetrics: [{name: n, event: o, aggregation: count, group_by: [market]}]\n"
+    agg = WindowAggregator(parse_pipeline(pipeline))
+    ev = {"event_id": "1", "type": "o", "ts": iso(T0), "source": "a"}
+    rejected = agg.add([{**ev, "market": ["DE"]}, {**ev, "event_id": "2", "market": "DE"}])
+    assert [r.reason for r in rejected] == [
+        "field 'market': expected a single value (string, number or boolean), got ['DE']"
+    ]
+    assert agg.counters["accepted"] == 1 and agg.counters["rejected"] == 1
+    raw = WindowAggregator(parse_pipeline(pipeline), validate=False)
+    bad_id = raw.add([{**ev, "event_id": ["x"], "market": "DE"}])
+    assert bad_id[0].reason == "field 'event_id': expected a string, got ['x']"
