@@ -14,7 +14,9 @@ batches:
   passes its end. A stream may close windows earlier on a wall-clock idle timeout
   (``close(force_until=...)``), so that a quiet market still shows its zeros; an event within
   the lateness that lands in such a window updates it and the window is emitted again.
-- an ``event_id`` seen before within the lateness horizon is a **duplicate**: counted once.
+- an ``event_id`` accepted before within the lateness horizon (its minute not older than the
+  oldest window that can still change, at the watermark when the repeat arrives) is a
+  **duplicate**: counted once. A repeat after that is late anyway, unless it carries a new time.
 - **explicit zeros**: a known series (a segment value from the pipeline, or one seen before) with
   no events in a window gets 0 for counts, sums and distinct counts, and no value for means,
   extremes, last values and ratios.
@@ -48,19 +50,24 @@ import itertools
 import math
 import operator
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from detector.aggregation.aggregators import AGGREGATORS, Aggregator
-from detector.events.schema import EventValidator, Undecodable, _compile_fast, parse_ts
+from detector.aggregation.dedup import SeenIds
+from detector.events.columns import ColumnCheck, EventColumns
+from detector.events.schema import EventValidator, Undecodable, parse_ts
 from detector.pipeline.config import Freshness, Metric, Pipeline, compile_condition
 
 __all__ = ["Point", "Rejected", "WindowAggregator", "series_name"]
 
 _MINUTE = 60
 _source = operator.itemgetter("source")
+_type = operator.itemgetter("type")
 
 
 class Point(NamedTuple):
@@ -95,25 +102,41 @@ def series_name(metric: str, dims: Sequence[str], key: Any) -> str:
     return f"{metric}{{{labels}}}"
 
 
-def compile_where(where: dict[str, Any] | None) -> Callable[[dict[str, Any]], bool] | None:
-    """One predicate for all conditions (None when there are none)."""
+Mask = Callable[[EventColumns], Sequence[bool]]
+
+
+def compile_where(where: dict[str, Any] | None) -> Mask | None:
+    """One mask function for all conditions over a batch's columns (None when there are none).
+
+    >>> m = compile_where({"category": "tv", "amount": {"gt": 100}})
+    >>> m(EventColumns([{"category": "tv", "amount": 500}, {"category": "tv", "amount": 5}]))
+    [True, False]
+    """
     if not where:
         return None
     items = list(where.items())
     if len(items) == 1 and not isinstance(items[0][1], list | dict):
         f, v = items[0]
-        return lambda ev: ev.get(f) == v
+        return lambda cols: [x == v for x in cols[f]]
     preds = [(f, compile_condition(c)) for f, c in items]
-    return lambda ev: all(p(ev.get(f)) for f, p in preds)
+
+    def mask(cols: EventColumns) -> Sequence[bool]:
+        out: list[bool] | None = None
+        for f, p in preds:
+            m = list(map(p, cols[f]))
+            out = m if out is None else [a and b for a, b in zip(out, m, strict=True)]
+        return out or []
+
+    return mask
 
 
-def _key_fn(dims: Sequence[str]) -> Callable[[dict[str, Any]], Any]:
-    if not dims:
-        return lambda ev: None
+def _keys(cols: EventColumns, dims: Sequence[str]) -> Sequence[Any]:
+    """The series key of each event: its group-by value, or a tuple of them."""
     if len(dims) == 1:
-        (d,) = dims
-        return lambda ev: ev.get(d)
-    return lambda ev: tuple(ev.get(d) for d in dims)
+        return cols[dims[0]]
+    if not dims:
+        return [None] * len(cols)
+    return list(zip(*(cols[d] for d in dims), strict=True))
 
 
 def _declared_keys(pipeline: Pipeline, dims: Sequence[str]) -> list[Any]:
@@ -136,11 +159,9 @@ class _Run:
     types: tuple[str, ...]
     width: int
     dims: tuple[str, ...]
-    key_of: Callable[[dict[str, Any]], Any]
-    where: Callable[[dict[str, Any]], bool] | None
+    where: Mask | None
     agg: Aggregator | None  # None for freshness checks
     freshness: Freshness | None = None
-    where_eq: tuple[str, Any] | None = None  # the common one-field equality, inlined
     windows: dict[int, dict[Any, Any]] = field(default_factory=dict)
     known: dict[Any, str] = field(default_factory=dict)  # key -> series name, in emission order
     next_start: int | None = None  # the first window not emitted yet
@@ -166,7 +187,9 @@ class WindowAggregator:
         self.max_ts = -math.inf
         self.min_ts = math.inf
         self.watermark = -math.inf
-        self._seen: dict[int, set[Any]] = {}
+        self._seen = SeenIds()
+        # (app, start, end) -> silent, within one close (metrics of one app share windows)
+        self._silent_cache: dict[tuple[str, int, int], bool] = {}
         self._activity: dict[str, set[int]] = {}
         self._first_seen: dict[str, float] = {}
         self._type_sources: dict[str, set[str]] = {}
@@ -188,8 +211,9 @@ class WindowAggregator:
         self._by_type: dict[str, list[list[_Run]]] = {}
         for (t, _w, _d), family in families.items():
             self._by_type.setdefault(t, []).append(family)
-        # Without validation: the standard keys and the time only, for every aggregated type.
-        self._fast = {t: _compile_fast(None) for t in self._by_type}
+        self._widest = max((r.width for r in self.runs), default=_MINUTE)
+        # Without validation: the standard keys and the time only (added per type as seen).
+        self._columns = dict(self.validator.columns) if self.validator else {}
 
     def _metric_run(self, m: Metric) -> _Run:
         assert m.window is not None
@@ -197,10 +221,8 @@ class WindowAggregator:
         agg = AGGREGATORS[m.aggregation](field=m.field, q=m.q, numerator=numerator)
         run = _Run(
             m.name, m.event_types, int(m.window.total_seconds()), tuple(m.group_by),
-            _key_fn(m.group_by), compile_where(m.where), agg,
+            compile_where(m.where), agg,
         )  # fmt: skip
-        if len(m.where) == 1 and not isinstance(next(iter(m.where.values())), list | dict):
-            run.where_eq = next(iter(m.where.items()))
         for key in _declared_keys(self.pipeline, m.group_by):
             run.know(key)
         return run
@@ -209,7 +231,7 @@ class WindowAggregator:
         assert f.window is not None
         run = _Run(
             f.name, f.event_types, int(f.window.total_seconds()), tuple(f.group_by),
-            _key_fn(f.group_by), compile_where(f.where), None, f,
+            compile_where(f.where), None, f,
         )  # fmt: skip
         for key in _declared_keys(self.pipeline, f.group_by):
             run.know(key)
@@ -226,171 +248,237 @@ class WindowAggregator:
 
         ``origins(i)`` names where event ``i`` came from (file:line, topic[p]@offset) for the
         dead-letter record. Non-dict items (a line that was not JSON) are rejected too.
+
+        The batch is split by event type and checked a column at a time
+        (:class:`~detector.events.columns.ColumnCheck`); the watermark, lateness and
+        duplicates are then decided with array operations in event order, so the result is
+        exactly that of taking the events one by one.
         """
-        rejected: list[Rejected] = []
+        n = len(events)
         counters = self.counters
-        check = self.validator.check if self.validator else None
-        by_type = self._by_type
-        accepted: dict[str, tuple[list[dict[str, Any]], list[float]]] = {}
-        seen, type_sources = self._seen, self._type_sources
-        max_ts, wm, lateness = self.max_ts, self.watermark, self.lateness
-        cur_b, cur_seen = None, set()
-        n_dup = n_late = 0
+        counters["events"] += n
+        if n == 0:
+            return []
+        tss = np.full(n, np.nan)
+        groups = _by_type(events)
+        rejected: list[tuple[int, Rejected]] = []
 
         def reject(i: int, reason: str, ev: Any) -> None:
-            rejected.append(Rejected(reason, origins(i) if origins else str(i), ev))
+            if isinstance(ev, Undecodable):
+                ev = ev.raw
+            rejected.append((i, Rejected(reason, origins(i) if origins else str(i), ev)))
 
-        fast = self.validator.fast if self.validator else self._fast
-        for i, ev in enumerate(events):
-            # One generated call checks the event and parses its time (see EventValidator);
-            # anything unusual takes the slow path, which finds the reason or parses the time.
-            ts = None
-            if ev.__class__ is dict:
-                f = fast.get(ev.get("type"))
-                if f is not None:
-                    ts = f(ev)
-            if ts is None:
-                reason = check(ev) if check is not None else _basic_reason(ev)
+        batches: dict[Any, tuple[np.ndarray, EventColumns]] = {}
+        for t, idx in groups.items():
+            evs = _pick(events, idx)
+            check = self._columns.get(t) if t is not None else None
+            if check is None and self.validator is None and t.__class__ is str:
+                check = self._columns[t] = ColumnCheck(None)
+            if check is not None:
+                ts_t, cols = check(evs)
+                tss[idx] = ts_t
+                slow = np.flatnonzero(np.isnan(ts_t)).tolist()
+                batches[t] = (idx, cols)
+            else:
+                slow = range(len(idx))
+            for j in slow:
+                i, ev = int(idx[j]), evs[j]
+                reason = self._reason(ev)
                 if reason is not None:
-                    reject(i, reason, ev.raw if isinstance(ev, Undecodable) else ev)
+                    reject(i, reason, ev)
                     continue
                 try:
-                    ts = parse_ts(ev.get("ts"))
-                except (ValueError, TypeError) as exc:
+                    tss[i] = parse_ts(ev.get("ts"))
+                except (ValueError, TypeError, OverflowError) as exc:
                     reject(i, f"field 'ts': not an ISO 8601 time ({exc})", ev)
                     continue
-            if ts < wm:
-                reject(i, f"late: {wm - ts:.0f} s behind the watermark (allowed lateness "
-                          f"{lateness:.0f} s); its window has closed", ev)  # fmt: skip
-                n_late += 1
-                continue
-            b = int(ts // _MINUTE)
-            if b != cur_b:
-                cur_b = b
-                cur_seen = seen.get(b)
-                if cur_seen is None:
-                    cur_seen = seen[b] = set()
-            eid = ev["event_id"]
-            if eid in cur_seen:
-                n_dup += 1
-                continue
-            cur_seen.add(eid)
-            if ts > max_ts:
-                max_ts = ts
-                wm = ts - lateness
-            t = ev["type"]
-            cols = accepted.get(t)
-            if cols is None:
-                cols = accepted[t] = ([], [])
-            cols[0].append(ev)
-            cols[1].append(ts)
-        self.max_ts, self.watermark = max_ts, wm
+        valid = ~np.isnan(tss)
+        # The watermark when event i arrives: the newest time before it minus the lateness.
+        # (Counting event i itself changes nothing: it is late only if it is older than that.)
+        newest = np.maximum.accumulate(np.where(valid, tss, -np.inf))
+        newest = np.maximum(newest, self.max_ts)
+        watermark = newest - self.lateness
+        late = valid & (tss < watermark)
+        for i in np.flatnonzero(late).tolist():
+            behind = watermark[i] - tss[i]
+            reject(i, f"late: {behind:.0f} s behind the watermark (allowed lateness "
+                      f"{self.lateness:.0f} s); its window has closed", events[i])  # fmt: skip
+        ok = valid & ~late
+        n_dup = self._drop_duplicates(batches, tss, ok, watermark)
+        if valid.any():
+            self.max_ts = float(newest[-1])
+            self.watermark = self.max_ts - self.lateness
         n_ok = 0
-        for t, (evs, tss) in accepted.items():
-            n_ok += len(evs)
-            self._note_activity(evs, tss)
-            runs = by_type.get(t)
+        for t, (idx, cols) in batches.items():
+            keep = ok[idx]
+            if not keep.all():
+                cols = cols.take(keep.tolist())
+                idx = idx[keep]
+            if not len(idx):
+                continue
+            times = tss[idx]
+            n_ok += len(idx)
+            sources = self._note_activity(cols["source"], times)
+            runs = self._by_type.get(t)
             if runs is None:
                 continue
-            srcs = type_sources.setdefault(t, set())
-            srcs.update(map(_source, evs))
+            self._type_sources.setdefault(t, set()).update(sources)
             for family in runs:
-                self._fold(family, evs, tss)
-        counters["events"] += len(events)
+                self._fold(family, cols, times)
         counters["accepted"] += n_ok
         counters["duplicate"] += n_dup
-        counters["late"] += n_late
+        counters["late"] += int(late.sum())
         counters["rejected"] += len(rejected)
-        for r in rejected:
+        rejected.sort(key=operator.itemgetter(0))
+        for _, r in rejected:
             self.rejected_by_reason[_reason_class(r.reason)] += 1
-        return rejected
+        return [r for _, r in rejected]
 
-    def _note_activity(self, evs: list[dict[str, Any]], tss: list[float]) -> None:
-        """Mark the minutes in which each app sent something (one type's events of a batch)."""
-        self.min_ts = min(self.min_ts, min(tss))
-        sources = set(map(_source, evs))
-        if len(sources) == 1:  # the usual case: one app emits a type
-            by_src = {sources.pop(): tss}
+    def _reason(self, ev: Any) -> str | None:
+        return self.validator.check(ev) if self.validator else _basic_reason(ev)
+
+    def _drop_duplicates(
+        self,
+        batches: dict[Any, tuple[np.ndarray, EventColumns]],
+        tss: np.ndarray,
+        ok: np.ndarray,
+        watermark: np.ndarray,
+    ) -> int:
+        """Clear ``ok`` for repeated event ids (see the module docstring); count them.
+
+        Set operations over the batch's ids in the usual case, where no id repeats (ids are
+        strings, whose hashes Python caches); the few ids that do repeat are then decided
+        one by one, in event order.
+        """
+        seen = self._seen
+        groups: list[tuple[np.ndarray, Sequence[Any]]] = []
+        fresh: set[Any] = set()
+        total = 0
+        for idx, cols in batches.values():
+            ids = cols["event_id"]
+            keep = ok[idx]
+            if not keep.all():
+                ids = list(compress(ids, keep.tolist()))
+                idx = idx[keep]
+            if len(idx):
+                fresh.update(ids)
+                total += len(idx)
+                groups.append((idx, ids))
+        if not total:
+            return 0
+
+        def minutes(rows: np.ndarray) -> np.ndarray:
+            return tss[rows] // _MINUTE
+
+        before = seen.repeats(fresh)
+        if len(fresh) == total and not before:
+            seen.add([(ids, minutes(idx)) for idx, ids in groups], fresh)
+            return 0
+        # Some ids repeat: mark every event whose id hash is among the repeated ones (a
+        # hash collision only makes a needless candidate), and decide those one by one.
+        hashes = [np.fromiter(map(hash, ids), np.int64, len(ids)) for _, ids in groups]
+        marks = np.fromiter(map(hash, before), np.int64, len(before))
+        if len(fresh) < total:
+            h = np.sort(np.concatenate(hashes))
+            marks = np.concatenate([marks, h[1:][h[1:] == h[:-1]]])
+        latest = {i: seen.minute_of(i) for i in before}
+        candidates: list[tuple[int, Any]] = []
+        parts: list[tuple[Sequence[Any], np.ndarray]] = []
+        for (idx, ids), h in zip(groups, hashes, strict=True):
+            hit = np.isin(h, marks)
+            rows = np.flatnonzero(hit)
+            candidates += zip(idx[rows].tolist(), [ids[j] for j in rows.tolist()], strict=True)
+            rest = ~hit
+            parts.append((list(compress(ids, rest.tolist())), minutes(idx[rest])))
+        candidates.sort(key=operator.itemgetter(0))
+        fresh.difference_update(eid for _, eid in candidates)
+        horizon = self._horizon(watermark)
+        n_dup = 0
+        accepted: list[tuple[int, Any]] = []
+        for pos, eid in candidates:
+            prev = latest.get(eid)
+            if prev is not None and prev >= horizon[pos]:
+                ok[pos] = False
+                n_dup += 1
+            else:
+                latest[eid] = int(tss[pos] // _MINUTE)
+                accepted.append((pos, eid))
+                fresh.add(eid)
+        if accepted:
+            pos_, ids_ = zip(*accepted, strict=True)
+            parts.append((ids_, minutes(np.array(pos_, dtype=np.intp))))
+        seen.add(parts, fresh)
+        return n_dup
+
+    def _horizon(self, watermark: Any) -> Any:
+        """The oldest minute that can still change at ``watermark`` (a number or an array)."""
+        return (watermark - self._widest) // _MINUTE - 1
+
+    def _note_activity(self, sources: Sequence[str], times: np.ndarray) -> set[str]:
+        """Mark the minutes in which each app sent something (one type's events of a batch);
+        return the apps."""
+        self.min_ts = min(self.min_ts, float(times.min()))
+        apps = set(sources)
+        if len(apps) == 1:  # the usual case: one app emits a type
+            by_app = {next(iter(apps)): times}
         else:
-            by_src = {src: [] for src in sources}
-            for e, t in zip(evs, tss, strict=True):
-                by_src[e["source"]].append(t)
-        for src, times in by_src.items():
-            minutes = {int(t // _MINUTE) for t in times}
-            first = min(times)
-            act = self._activity.get(src)
+            names = np.array(sources, dtype=object)
+            by_app = {app: times[names == app] for app in apps}
+        for app, t in by_app.items():
+            minutes = np.unique((t // _MINUTE).astype(np.int64)).tolist()
+            first = float(t.min())
+            act = self._activity.get(app)
             if act is None:
-                self._activity[src] = minutes
-                self._first_seen[src] = first
+                self._activity[app] = set(minutes)
+                self._first_seen[app] = first
             else:
                 act.update(minutes)
-                if first < self._first_seen[src]:
-                    self._first_seen[src] = first
+                if first < self._first_seen[app]:
+                    self._first_seen[app] = first
+        return apps
 
-    def _fold(self, runs: list[_Run], evs: list[dict[str, Any]], tss: list[float]) -> None:
+    def _fold(self, runs: list[_Run], cols: EventColumns, times: np.ndarray) -> None:
         """Fold events of one type into runs that share window size and group-by.
 
         Windows and series keys are computed once for the whole family (orders, revenue and
-        tv_orders per market share them) with list comprehensions, split by window, and each
-        run takes its subset with ``compress``: per event, almost everything runs in C.
+        tv_orders per market share them), split into each window's stretches of the batch,
+        and each run takes its subset with a mask: per event, almost everything runs in C.
         """
         width, dims = runs[0].width, runs[0].dims
-        if len(dims) == 1:
-            (d,) = dims
-            keys = [ev.get(d) for ev in evs]
-        elif not dims:
-            keys = [None] * len(evs)
-        else:
-            keys = [tuple(ev.get(x) for x in dims) for ev in evs]
-        ws = [int(t // width) * width for t in tss]
-        # Contiguous stretches of one window (events are nearly in time order).
+        keys = _keys(cols, dims)
+        tss = times.tolist()
+        ws = (times // width).astype(np.int64) * width
+        # Stretches of one window (events are nearly in time order).
+        cuts = [0, *(np.flatnonzero(ws[1:] != ws[:-1]) + 1).tolist(), len(ws)]
         segments: dict[int, list[tuple[int, int]]] = {}
-        a, n = 0, len(ws)
-        while a < n:
-            w = ws[a]
-            b = a + 1
-            if ws[-1] == w and ws[a:].count(w) == n - a:
-                b = n
-            else:
-                while b < n and ws[b] == w:
-                    b += 1
-            segments.setdefault(w, []).append((a, b))
-            a = b
+        for a, b in itertools.pairwise(cuts):
+            segments.setdefault(int(ws[a]), []).append((a, b))
         for w, spans in segments.items():
+            c_w = cols.spans(spans)
             if len(spans) == 1:
                 (a, b) = spans[0]
-                if a == 0 and b == n:
-                    e_w, k_w, t_w = evs, keys, tss
-                else:
-                    e_w, k_w, t_w = evs[a:b], keys[a:b], tss[a:b]
+                k_w, t_w = keys[a:b], tss[a:b]
             else:
-                e_w = [e for a, b in spans for e in evs[a:b]]
                 k_w = [k for a, b in spans for k in keys[a:b]]
                 t_w = [t for a, b in spans for t in tss[a:b]]
             for run in runs:
-                if run.where_eq is not None:
-                    f, v = run.where_eq
-                    mask = [ev.get(f) == v for ev in e_w]
-                elif run.where is not None:
-                    mask = list(map(run.where, e_w))
-                else:
-                    mask = None
-                if mask is not None:
-                    e_r = list(compress(e_w, mask))
-                    if not e_r:
+                if run.where is not None:
+                    mask = list(run.where(c_w))
+                    if not any(mask):
                         continue
+                    c_r = c_w.take(mask)
                     k_r, t_r = list(compress(k_w, mask)), list(compress(t_w, mask))
                 else:
-                    e_r, k_r, t_r = e_w, k_w, t_w
+                    c_r, k_r, t_r = c_w, k_w, t_w
                 states = run.windows.get(w)
                 if states is None:
                     states = run.windows[w] = {}
                 if run.next_start is not None and w < run.next_start:
                     run.dirty.add(w)  # closed early (idle timeout); emit again when it closes
                 if run.agg is not None:
-                    run.bad_values += run.agg.add_columns(states, e_r, k_r, t_r)
+                    run.bad_values += run.agg.add_columns(states, c_r, k_r, t_r)
                 else:
-                    _fold_freshness(run, states, zip(e_r, k_r, t_r, strict=True))
+                    _fold_freshness(run, states, c_r, k_r, t_r)
 
     # ----------------------------------------------------------------------------------------
     # Closing windows
@@ -410,6 +498,7 @@ class WindowAggregator:
         if force_until is not None:
             until = max(until, force_until)
         points: list[Point] = []
+        self._silent_cache.clear()  # activity may have changed since the last close
         for run in self.runs:
             self._close_run(run, until, points)
         self._evict()
@@ -458,9 +547,13 @@ class WindowAggregator:
 
     def _missing(self, run: _Run, start: int, end: int) -> bool:
         """True when an app feeding ``run`` was silent during [start, end)."""
+        cache = self._silent_cache
         for t in run.types:
             for src in self._type_sources.get(t, ()):
-                if self._silent(src, start, end):
+                silent = cache.get((src, start, end))
+                if silent is None:
+                    silent = cache[src, start, end] = self._silent(src, start, end)
+                if silent:
                     return True
         return False
 
@@ -473,20 +566,18 @@ class WindowAggregator:
         hi = -(-end // _MINUTE)
         every = self._every.get(src)
         if every is None:
-            return not any(b in act for b in range(lo, hi))
-        for a in range(lo, hi, every):
-            if not any(b in act for b in range(a, min(a + every, hi))):
-                return True
-        return False
+            return act.isdisjoint(range(lo, hi))
+        if every == 1:
+            return not act.issuperset(range(lo, hi))
+        return any(act.isdisjoint(range(a, min(a + every, hi))) for a in range(lo, hi, every))
 
     def _evict(self) -> None:
         """Forget dedup ids and activity older than any window that can still change."""
         if self.watermark == -math.inf:
             return
-        widest = max((r.width for r in self.runs), default=_MINUTE)
-        horizon = int((self.watermark - widest) // _MINUTE) - 1
-        for b in [b for b in self._seen if b < horizon]:
-            del self._seen[b]
+        widest = self._widest
+        horizon = int(self._horizon(self.watermark))
+        self._seen.forget(before=horizon)
         for act in self._activity.values():
             if len(act) > 2 * (widest // _MINUTE) + 64:
                 stale = [b for b in act if b < horizon]
@@ -522,6 +613,43 @@ class WindowAggregator:
         return {r.name: r.bad_values for r in self.runs if r.bad_values}
 
 
+def _by_type(events: Sequence[Any]) -> dict[Any, np.ndarray]:
+    """Positions of the events of each type, in order; None collects what is not a plain
+    dict with a hashable type (rejected, or checked one by one)."""
+    n = len(events)
+    try:
+        if set(map(type, events)) != {dict}:
+            raise TypeError
+        types = list(map(_type, events))
+        kinds = set(types)
+    except (TypeError, KeyError):
+        types = [_hashable_type(e) for e in events]
+        kinds = set(types)
+    if len(kinds) == 1:
+        return {kinds.pop(): np.arange(n)}
+    code = {t: k for k, t in enumerate(kinds)}
+    codes = np.fromiter(map(code.__getitem__, types), np.intp, n)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.cumsum(np.bincount(codes, minlength=len(code)))[:-1]
+    return dict(zip(code, np.split(order, bounds), strict=True))
+
+
+def _pick(events: Sequence[Any], idx: np.ndarray) -> Sequence[Any]:
+    """``events[i] for i in idx``, in C."""
+    if len(idx) == len(events):
+        return events
+    if len(idx) == 1:
+        return [events[int(idx[0])]]
+    return operator.itemgetter(*idx.tolist())(events)  # type: ignore[no-any-return]
+
+
+def _hashable_type(ev: Any) -> Any:
+    if ev.__class__ is not dict:
+        return None
+    t = ev.get("type")
+    return t if t.__class__ is str else None
+
+
 def _basic_reason(ev: Any) -> str | None:
     """Without a validator: an event needs to be an object with the standard keys."""
     if isinstance(ev, Undecodable):
@@ -534,6 +662,8 @@ def _basic_reason(ev: Any) -> str | None:
     for key in ("event_id", "type", "source"):
         if not isinstance(ev[key], str | int) or isinstance(ev[key], bool):
             return f"field {key!r}: expected a string, got {ev[key]!r}"
+    if not isinstance(ev["type"], str):
+        return f"field 'type': expected a string, got {ev['type']!r}"
     return None
 
 
@@ -548,17 +678,21 @@ def _reason_class(reason: str) -> str:
 
 
 def _fold_freshness(
-    run: _Run, states: dict[Any, Any], items: Iterable[tuple[dict[str, Any], Any, float]]
+    run: _Run,
+    states: dict[Any, Any],
+    cols: EventColumns,
+    keys: Sequence[Any],
+    tss: Sequence[float],
 ) -> None:
     """Per window and series, the (time, value) of every event: ordered at close."""
     f = run.freshness
     assert f is not None
-    fld = f.field
-    for ev, key, ts in items:
+    values = cols[f.field] if f.field else itertools.repeat(None)
+    for key, ts, v in zip(keys, tss, values):  # noqa: B905 (repeat is endless)
         lst = states.get(key)
         if lst is None:
             lst = states[key] = []
-        lst.append((ts, ev.get(fld) if fld else None))
+        lst.append((ts, v))
 
 
 def _emit_freshness(
@@ -568,7 +702,10 @@ def _emit_freshness(
     assert f is not None
     end = w + run.width
     for key, rows in states.items():
-        rows.sort(key=lambda r: (r[0], repr(r[1])))
+        try:
+            rows.sort()
+        except TypeError:  # values of several types: any fixed order will do
+            rows.sort(key=lambda r: (r[0], repr(r[1])))
         newest = rows[-1][0]
         if newest > run.last_seen.get(key, -math.inf):
             run.last_seen[key] = newest

@@ -11,8 +11,8 @@ may add a schema per type (required fields, types, allowed values, ranges). A ch
 reason as a short sentence naming the field, because that sentence is what lands in the
 dead-letter file or topic next to the event, for a person to read.
 
-Checks are compiled once per type into a list of small closures, since they run for every event
-on the hot path.
+Checks are compiled once per type into a list of small closures for the per-event path, and
+into a :class:`~detector.events.columns.ColumnCheck` for the batch path that most events take.
 
 >>> from detector.pipeline.config import parse_pipeline
 >>> p = parse_pipeline('''
@@ -36,11 +36,12 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from detector.pipeline.config import EventSpec, FieldSpec, Pipeline
+from detector.events.columns import ColumnCheck
+from detector.pipeline.config import FieldSpec, Pipeline
 
 __all__ = ["REQUIRED", "EventValidator", "Undecodable", "parse_ts"]
 
@@ -89,73 +90,6 @@ def parse_ts(value: Any) -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
-
-
-def _compile_fast(
-    spec: EventSpec | None, scalars: Iterable[str] = ()
-) -> Callable[[dict[str, Any]], float | None]:
-    """Generate the fast path of one event type (see ``EventValidator.fast``).
-
-    Generated rather than looped over the schema because it runs for every event: one call
-    with straight-line checks costs a fraction of a loop over small closures.
-    """
-    consts: dict[str, Any] = {"MC": _minute_cache}
-    lines = [
-        "def fast(ev):",
-        "    g = ev.get",
-        "    v = g('event_id')",
-        "    if not v or (v.__class__ is not str and v.__class__ is not int): return None",
-        "    v = g('source')",
-        "    if not v or v.__class__ is not str: return None",
-    ]
-    for i, (name, f) in enumerate((spec.fields if spec else {}).items()):
-        lines.append(f"    v = g({name!r})")
-        body = []
-        if f.type in ("number", "integer"):
-            body.append("if v.__class__ is not float and v.__class__ is not int: return None")
-            body.append("if v != v: return None")
-            if f.type == "integer":
-                body.append("if v.__class__ is float and not v.is_integer(): return None")
-            if f.min is not None:
-                body.append(f"if v < {float(f.min)!r}: return None")
-            if f.max is not None:
-                body.append(f"if v > {float(f.max)!r}: return None")
-        elif f.type == "string":
-            body.append("if v.__class__ is not str: return None")
-        else:
-            body.append("if v.__class__ is not bool: return None")
-        if f.allowed is not None:
-            consts[f"A{i}"] = frozenset(f.allowed)
-            body.append(f"if v not in A{i}: return None")
-        if f.required:
-            lines.append("    if v is None: return None")
-            lines += [f"    {b}" for b in body]
-        else:
-            lines.append("    if v is not None:")
-            lines += [f"        {b}" for b in body]
-    for name in scalars:
-        lines.append(f"    v = g({name!r})")
-        lines.append(
-            "    if v is not None and v.__class__ is not str and v.__class__ is not int"
-            " and v.__class__ is not float and v.__class__ is not bool: return None"
-        )
-    # The time: "YYYY-MM-DDTHH:MM:SSZ" or "...SS.fffZ" with its minute already cached.
-    lines += [
-        "    s = g('ts')",
-        "    if s.__class__ is not str: return None",
-        "    n = len(s)",
-        "    if n == 24:",
-        "        if s[19] != '.' or not s[20:23].isdigit(): return None",
-        "    elif n != 20: return None",
-        "    if s[-1] != 'Z' or s[16] != ':' or s[17] > '5' or not s[17:19].isdigit():",
-        "        return None",
-        "    base = MC.get(s[:16])",
-        "    if base is None: return None",
-        "    return base + float(s[17:-1])",
-    ]
-    namespace: dict[str, Any] = dict(consts)
-    exec("\n".join(lines), namespace)  # generated from the validated schema
-    return namespace["fast"]  # type: ignore[no-any-return]
 
 
 def _scalar_check(name: str) -> Check:
@@ -231,11 +165,10 @@ class EventValidator:
         for t, names in self.scalars.items():
             self.checks.setdefault(t, []).extend(_scalar_check(n) for n in names)
         self._known_text = ", ".join(sorted(self.known))
-        #: Per type, a generated all-in-one check that returns the event time (epoch seconds)
-        #: of a valid event in the common form, and None otherwise: the hot path calls it, and
-        #: only other events pay for ``check`` (which finds the reason) and ``parse_ts``.
-        self.fast: dict[str, Callable[[dict[str, Any]], float | None]] = {
-            t: _compile_fast(pipeline.events.get(t, None), self.scalars.get(t, ()))
+        #: Per type, the same checks a column at a time (see :mod:`detector.events.columns`):
+        #: the hot path runs these, and only the events they flag pay for ``check``.
+        self.columns: dict[str, ColumnCheck] = {
+            t: ColumnCheck(pipeline.events.get(t, None), self.scalars.get(t, ()))
             for t in self.known
         }
 

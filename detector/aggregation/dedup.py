@@ -1,0 +1,94 @@
+"""The event ids accepted within the lateness horizon, for counting a repeated event once.
+
+A stream may deliver an event twice (a producer retry, a replay), so every accepted id is
+remembered with the minute of its event time until no window it could touch can change any
+more. The obvious structure, a dict ``id -> minute``, costs a hash insert per event and a
+sweep to forget; here the ids of a batch are kept as they arrived (the id column and an array
+of minutes) next to the set that the batch check builds anyway, in generations of about
+``GENERATION`` ids. A generation is forgotten whole once its newest minute is past the
+horizon. Looking up the exact minute of an id scans a generation's columns, which only happens
+for the rare id that repeats.
+
+>>> import numpy as np
+>>> seen = SeenIds()
+>>> seen.add([(["a", "b"], np.array([100, 101]))], {"a", "b"})
+>>> seen.repeats({"b", "c"}), seen.minute_of("b"), seen.minute_of("c")
+({'b'}, 101, None)
+>>> seen.forget(before=102)
+>>> seen.repeats({"b"})
+set()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SeenIds"]
+
+#: Ids per generation: large enough that a batch check meets few sets, small enough that
+#: forgetting lags the horizon by little.
+GENERATION = 20_000
+
+
+@dataclass
+class _Generation:
+    ids: set[Any]
+    parts: list[tuple[Sequence[Any], np.ndarray]] = field(default_factory=list)
+    newest: int = -(2**62)
+    size: int = 0
+
+
+class SeenIds:
+    """Accepted event ids with their minutes, forgotten by generation (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._gens: list[_Generation] = []
+
+    def __len__(self) -> int:
+        return sum(g.size for g in self._gens)
+
+    def repeats(self, ids: set[Any]) -> set[Any]:
+        """The ids of ``ids`` that are remembered (usually none: a set check per generation)."""
+        out: set[Any] = set()
+        for g in self._gens:
+            if not g.ids.isdisjoint(ids):
+                out |= g.ids & ids
+        return out
+
+    def minute_of(self, eid: Any) -> int | None:
+        """The minute of the newest accepted event with this id, or None."""
+        best: int | None = None
+        for g in self._gens:
+            if eid not in g.ids:
+                continue
+            for ids, minutes in g.parts:
+                for j, x in enumerate(ids):
+                    if x == eid:
+                        m = int(minutes[j])
+                        best = m if best is None else max(best, m)
+        return best
+
+    def add(self, parts: Sequence[tuple[Sequence[Any], np.ndarray]], idset: set[Any]) -> None:
+        """Remember accepted ids: ``parts`` are (ids, their minutes) columns and ``idset`` all
+        those ids as a set (the caller has built it for :meth:`repeats`; it is kept, not
+        copied)."""
+        parts = [(ids, minutes) for ids, minutes in parts if len(ids)]
+        if not parts:
+            return
+        g = self._gens[-1] if self._gens and self._gens[-1].size < GENERATION else None
+        if g is None:
+            g = _Generation(idset)
+            self._gens.append(g)
+        else:
+            g.ids |= idset
+        g.parts += parts
+        g.newest = max(g.newest, *(int(m.max()) for _, m in parts))
+        g.size += sum(len(ids) for ids, _ in parts)
+
+    def forget(self, before: int) -> None:
+        """Drop the generations whose every id is older than minute ``before``."""
+        self._gens = [g for g in self._gens if g.newest >= before]
