@@ -15,6 +15,7 @@ import click
 
 from detector.cli import _fail_cleanly, causal_option, main
 from detector.errors import InputError
+from detector.runtime import tuned_gc
 
 
 @main.command()
@@ -71,13 +72,14 @@ def backtest(
     show = sys.stderr.isatty() if progress is None else progress
     started = time.perf_counter()
     with (
+        tuned_gc(),
         click.progressbar(
             length=_progress_total(events),
             label="reading events",
             file=sys.stderr if show else None,
         )
         if show
-        else _NoBar() as bar
+        else _NoBar() as bar,
     ):
         result = run_backtest(
             pipeline, events, outdir, causal=causal, progress=bar.update, report=not no_report
@@ -234,7 +236,8 @@ def demo(outdir: str, seed: int, weeks: int) -> None:
 
     started = time.perf_counter()
     click.echo(f"Generating {weeks} weeks of shop events (seed {seed}) in {outdir}/ ...", err=True)
-    result = run_demo(outdir, seed=seed, weeks=weeks)
+    with tuned_gc():
+        result = run_demo(outdir, seed=seed, weeks=weeks)
     click.echo(format_demo(result))
     click.echo(f"Done in {time.perf_counter() - started:.0f} s.", err=True)
     if not result.success:

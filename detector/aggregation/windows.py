@@ -59,6 +59,7 @@ import numpy as np
 
 from detector.aggregation.aggregators import AGGREGATORS, Aggregator
 from detector.aggregation.dedup import SeenIds
+from detector.aggregation.groups import Groups, take_spans, window_spans
 from detector.events.columns import ColumnCheck, EventColumns
 from detector.events.schema import EventValidator, Undecodable, parse_ts
 from detector.pipeline.config import Freshness, Metric, Pipeline, compile_condition
@@ -440,45 +441,38 @@ class WindowAggregator:
     def _fold(self, runs: list[_Run], cols: EventColumns, times: np.ndarray) -> None:
         """Fold events of one type into runs that share window size and group-by.
 
-        Windows and series keys are computed once for the whole family (orders, revenue and
-        tv_orders per market share them), split into each window's stretches of the batch,
-        and each run takes its subset with a mask: per event, almost everything runs in C.
+        Windows, series keys and their group codes are computed once for the whole family
+        (orders, revenue and tv_orders per market share them); each run takes its subset
+        with a mask and folds the batch in one go (a bincount for counts, sums and ratios).
         """
         width, dims = runs[0].width, runs[0].dims
         keys = _keys(cols, dims)
         tss = times.tolist()
-        ws = (times // width).astype(np.int64) * width
-        # Stretches of one window (events are nearly in time order).
-        cuts = [0, *(np.flatnonzero(ws[1:] != ws[:-1]) + 1).tolist(), len(ws)]
-        segments: dict[int, list[tuple[int, int]]] = {}
-        for a, b in itertools.pairwise(cuts):
-            segments.setdefault(int(ws[a]), []).append((a, b))
-        for w, spans in segments.items():
-            c_w = cols.spans(spans)
-            if len(spans) == 1:
-                (a, b) = spans[0]
-                k_w, t_w = keys[a:b], tss[a:b]
+        groups = Groups((times // width).astype(np.int64) * width, keys, width)
+        for run in runs:
+            if run.where is not None:
+                mask = run.where(cols)
+                picked = np.asarray(mask, dtype=bool)
+                if not picked.any():
+                    continue
+                c_r, g_r = cols.take(mask), groups.subset(picked)
+                k_r, t_r = list(compress(keys, mask)), list(compress(tss, mask))
             else:
-                k_w = [k for a, b in spans for k in keys[a:b]]
-                t_w = [t for a, b in spans for t in tss[a:b]]
-            for run in runs:
-                if run.where is not None:
-                    mask = list(run.where(c_w))
-                    if not any(mask):
-                        continue
-                    c_r = c_w.take(mask)
-                    k_r, t_r = list(compress(k_w, mask)), list(compress(t_w, mask))
-                else:
-                    c_r, k_r, t_r = c_w, k_w, t_w
+                c_r, g_r, k_r, t_r = cols, groups, keys, tss
+            if run.next_start is not None:  # closed early (idle timeout): emit again later
+                early = g_r.ws[g_r.ws < run.next_start]
+                if len(early):
+                    run.dirty.update(np.unique(early).tolist())
+            if run.agg is not None:
+                run.bad_values += run.agg.add_windows(run.windows, g_r, c_r, k_r, t_r)
+                continue
+            for w, spans in window_spans(g_r.ws).items():
                 states = run.windows.get(w)
                 if states is None:
                     states = run.windows[w] = {}
-                if run.next_start is not None and w < run.next_start:
-                    run.dirty.add(w)  # closed early (idle timeout); emit again when it closes
-                if run.agg is not None:
-                    run.bad_values += run.agg.add_columns(states, c_r, k_r, t_r)
-                else:
-                    _fold_freshness(run, states, c_r, k_r, t_r)
+                _fold_freshness(
+                    run, states, c_r.spans(spans), take_spans(k_r, spans), take_spans(t_r, spans)
+                )
 
     # ----------------------------------------------------------------------------------------
     # Closing windows
