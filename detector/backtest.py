@@ -55,7 +55,9 @@ class BacktestResult:
 
     @property
     def anomalies(self) -> pd.DataFrame:
-        return self.scores.loc[self.scores["is_anomaly"].astype(bool)].reset_index(drop=True)
+        found = self.scores.loc[self.scores["is_anomaly"].astype(bool)]
+        # In time order, as `detector anomalies` exports a stream's: comparable line by line.
+        return found.sort_values(["timestamp", "series"], kind="stable").reset_index(drop=True)
 
 
 def points_frame(points: Sequence[Point]) -> pd.DataFrame:

@@ -216,8 +216,9 @@ def list_models() -> None:
         click.echo(name)
 
 
-# The pipeline commands (validate, backtest, evaluate, demo) register themselves on ``main``.
-from detector import cli_pipeline  # noqa: E402, F401
+# The other commands register themselves on ``main``: validate, backtest, evaluate, demo
+# (cli_pipeline); emit, replay (cli_emit); run, metrics, anomalies (cli_stream).
+from detector import cli_emit, cli_pipeline, cli_stream  # noqa: E402, F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()

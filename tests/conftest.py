@@ -31,3 +31,27 @@ def seasonal_counts(
 @pytest.fixture
 def counts() -> pd.DataFrame:
     return seasonal_counts()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """A real Kafka-compatible broker (Tansu) on a free loopback port, for the whole session.
+
+    Tests create their own topics (unique names), so they do not see each other's events.
+    """
+    from detector.testing_kafka import Broker
+
+    broker = Broker().start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture()
+def topic(kafka_broker, request) -> str:
+    """A fresh topic with 3 partitions, named after the test."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name)[:60] + "-" + uuid.uuid4().hex[:6]
+    kafka_broker.create_topic(name, partitions=3)
+    return name

@@ -8,7 +8,10 @@ batches:
 
 - **watermark** = the newest event time seen so far minus the allowed lateness. An event older
   than the watermark *when it arrives* is **late**: counted and dead-lettered with the reason.
-  Anything newer is accepted, however shuffled.
+  Anything newer is accepted, however shuffled. On Kafka each partition has its own
+  watermark (an event is late if older than its partition's), and windows close on the
+  slowest partition's, since a consumer reads partitions in no fixed interleaving; a file is
+  one partition.
 - windows are tumbling, aligned to UTC (a 5m window starts at :00, :05, ...), half-open
   ``[start, start + window)``; a window **closes** (its points are emitted) when the watermark
   passes its end. A stream may close windows earlier on a wall-clock idle timeout
@@ -49,8 +52,9 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import pickle
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any, NamedTuple
@@ -189,6 +193,7 @@ class WindowAggregator:
         self.min_ts = math.inf
         self.watermark = -math.inf
         self._seen = SeenIds()
+        self._part_max: dict[int, float] = {}  # per partition, the newest event time
         # (app, start, end) -> silent, within one close (metrics of one app share windows)
         self._silent_cache: dict[tuple[str, int, int], bool] = {}
         self._activity: dict[str, set[int]] = {}
@@ -243,12 +248,19 @@ class WindowAggregator:
     # ----------------------------------------------------------------------------------------
 
     def add(
-        self, events: Sequence[Any], origins: Callable[[int], str] | None = None
+        self,
+        events: Sequence[Any],
+        origins: Callable[[int], str] | None = None,
+        partitions: Sequence[int] | np.ndarray | None = None,
     ) -> list[Rejected]:
         """Fold a batch of decoded events in; return the rejected ones with their reasons.
 
         ``origins(i)`` names where event ``i`` came from (file:line, topic[p]@offset) for the
         dead-letter record. Non-dict items (a line that was not JSON) are rejected too.
+        ``partitions[i]`` is the Kafka partition of event ``i`` (None: one partition, as a
+        file): lateness is judged within an event's own partition and windows close when every
+        partition's watermark has passed them, so the result does not depend on how a
+        consumer interleaves partitions (see the module docstring).
 
         The batch is split by event type and checked a column at a time
         (:class:`~detector.events.columns.ColumnCheck`); the watermark, lateness and
@@ -294,10 +306,19 @@ class WindowAggregator:
                     reject(i, f"field 'ts': not an ISO 8601 time ({exc})", ev)
                     continue
         valid = ~np.isnan(tss)
-        # The watermark when event i arrives: the newest time before it minus the lateness.
-        # (Counting event i itself changes nothing: it is late only if it is older than that.)
-        newest = np.maximum.accumulate(np.where(valid, tss, -np.inf))
-        newest = np.maximum(newest, self.max_ts)
+        # The watermark when event i arrives: the newest time before it in its partition minus
+        # the lateness. (Counting event i itself changes nothing: it is late only if it is
+        # older than that.)
+        timed = np.where(valid, tss, -np.inf)
+        part = np.zeros(n, dtype=np.int64) if partitions is None else np.asarray(partitions)
+        kinds = np.unique(part).tolist() if partitions is not None else [0]
+        newest = np.empty(n)
+        for p in kinds:
+            rows = slice(None) if len(kinds) == 1 else np.flatnonzero(part == p)
+            running = np.maximum.accumulate(timed[rows])
+            newest[rows] = np.maximum(running, self._part_max.get(p, -math.inf))
+            if len(running) and running[-1] > -math.inf:
+                self._part_max[p] = max(self._part_max.get(p, -math.inf), float(running[-1]))
         watermark = newest - self.lateness
         late = valid & (tss < watermark)
         for i in np.flatnonzero(late).tolist():
@@ -307,8 +328,8 @@ class WindowAggregator:
         ok = valid & ~late
         n_dup = self._drop_duplicates(batches, tss, ok, watermark)
         if valid.any():
-            self.max_ts = float(newest[-1])
-            self.watermark = self.max_ts - self.lateness
+            self.max_ts = max(self._part_max.values())
+            self.watermark = min(self._part_max.values()) - self.lateness
         n_ok = 0
         for t, (idx, cols) in batches.items():
             keep = ok[idx]
@@ -582,6 +603,51 @@ class WindowAggregator:
     def flush(self) -> list[Point]:
         """Close every window that ends by the newest event (the end of a bounded input)."""
         return self.close(final=True)
+
+    def forget_partitions(self, partitions: Iterable[int]) -> None:
+        """Stop waiting for partitions this consumer no longer reads (after a rebalance)."""
+        for p in partitions:
+            self._part_max.pop(p, None)
+        if self._part_max:
+            self.watermark = max(self.watermark, min(self._part_max.values()) - self.lateness)
+
+    # ----------------------------------------------------------------------------------------
+    # State, for a stream that must survive a crash
+    # ----------------------------------------------------------------------------------------
+
+    _RUN_STATE = ("windows", "known", "next_start", "dirty", "bad_values", "last_seen",
+                  "last_change")  # fmt: skip
+    _STATE = ("counters", "rejected_by_reason", "max_ts", "min_ts", "watermark", "_seen",
+              "_activity", "_first_seen", "_type_sources", "_part_max")  # fmt: skip
+
+    def snapshot(self) -> bytes:
+        """Everything that later events depend on, as bytes for the store (see :meth:`restore`).
+
+        Only data: open windows, known series, dedup ids, app activity, the watermark and the
+        counters, per metric by name, so that the compiled parts (conditions, aggregators) are
+        rebuilt from the pipeline and a pipeline edit keeps the state of unchanged metrics.
+        The bytes are a pickle: read them only from the detector's own store.
+        """
+        state = {
+            "version": 1,
+            "aggregator": {k: getattr(self, k) for k in self._STATE},
+            "runs": {r.name: {k: getattr(r, k) for k in self._RUN_STATE} for r in self.runs},
+        }
+        return pickle.dumps(state, protocol=5)
+
+    def restore(self, blob: bytes) -> None:
+        """Take up the state of :meth:`snapshot` (metrics the pipeline no longer has are
+        dropped; new ones start empty)."""
+        state = pickle.loads(blob)  # written by snapshot() into our own store
+        if state.get("version") != 1:
+            raise ValueError(f"unknown aggregator state version {state.get('version')!r}")
+        for k, v in state["aggregator"].items():
+            setattr(self, k, v)
+        for run in self.runs:
+            saved = state["runs"].get(run.name)
+            if saved is not None:
+                for k, v in saved.items():
+                    setattr(run, k, v)
 
     @property
     def open_windows(self) -> int:

@@ -334,3 +334,27 @@ def test_values_that_cannot_name_a_series_are_rejected_not_a_crash() -> None:
     raw = WindowAggregator(parse_pipeline(pipeline), validate=False)
     bad_id = raw.add([{**ev, "event_id": ["x"], "market": "DE"}])
     assert bad_id[0].reason == "field 'event_id': expected a string, got ['x']"
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), cuts=st.lists(st.integers(1, 1500), min_size=1, max_size=8))
+def test_a_restored_snapshot_goes_on_exactly_as_the_original(seed: int, cuts: list[int]) -> None:
+    """A crash between batches: a new aggregator restored from the snapshot, fed the rest of
+    the stream, ends with the same windows as one that never stopped."""
+    rng = random.Random(seed)
+    events = make_events(n=900, seed=seed, span=2 * 3600)
+    stream = _shuffle_within(events, 60, rng)
+    stream[50:50] = [dict(stream[k]) for k in range(0, 40, 7)]  # a few re-sent events
+    bounds = [0, *sorted(set(c for c in cuts if c < len(stream))), len(stream)]
+    pipeline = parse_pipeline(PIPELINE)
+    agg = WindowAggregator(pipeline)
+    points = []
+    for a, b in itertools.pairwise(bounds):
+        agg.add(stream[a:b])
+        points += agg.close()
+        blob = agg.snapshot()
+        agg = WindowAggregator(pipeline)  # the old one is gone, as after kill -9
+        agg.restore(blob)
+    points += agg.flush()
+    pd.testing.assert_frame_equal(points_frame(points), run(stream))
+    assert agg.counters["events"] == len(stream)

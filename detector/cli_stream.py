@@ -1,0 +1,230 @@
+"""Streaming commands: ``run`` (the pipeline on Kafka), ``metrics`` and ``anomalies`` (exports).
+
+Where a setting comes from, first found wins: the command-line flag, the environment
+(``DETECTOR_BOOTSTRAP_SERVERS``, ``DETECTOR_STORE``), the pipeline file (its Kafka source and
+``store.url``), the default (``sqlite:///detector.db``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from detector.cli import _fail_cleanly, main
+from detector.errors import ConfigError
+
+DEFAULT_STORE = "sqlite:///detector.db"
+
+
+def _kafka_source(pipeline: Any) -> Any:
+    for source in pipeline.sources:
+        if source.kafka is not None:
+            return source.kafka
+    return None
+
+
+def _bootstrap(pipeline: Any, flag: str | None) -> str:
+    if flag:
+        return flag
+    if os.environ.get("DETECTOR_BOOTSTRAP_SERVERS"):
+        return os.environ["DETECTOR_BOOTSTRAP_SERVERS"]
+    kafka = _kafka_source(pipeline)
+    if kafka is not None and kafka.bootstrap_servers:
+        servers = kafka.bootstrap_servers
+        return servers if isinstance(servers, str) else ",".join(servers)
+    raise ConfigError(
+        "no Kafka bootstrap servers: give --bootstrap-servers, set DETECTOR_BOOTSTRAP_SERVERS, "
+        "or add sources: [{kafka: {topic: ..., bootstrap_servers: [...]}}] to the pipeline"
+    )
+
+
+def _topic(pipeline: Any, flag: str | None) -> str:
+    if flag:
+        return flag
+    kafka = _kafka_source(pipeline)
+    if kafka is not None and kafka.topic:
+        return str(kafka.topic)
+    raise ConfigError("no topic: give --topic or a Kafka source with a topic in the pipeline")
+
+
+def _store_url(pipeline: Any, flag: str | None) -> str:
+    if flag:
+        return flag
+    if os.environ.get("DETECTOR_STORE"):
+        return os.environ["DETECTOR_STORE"]
+    if pipeline.store is not None and pipeline.store.url:
+        return str(pipeline.store.url)
+    return DEFAULT_STORE
+
+
+store_option = click.option(
+    "--store", "store_url", default=None, help="Store URL (sqlite:///FILE or postgresql://...)."
+)
+
+
+@main.command()
+@click.option("--pipeline", "pipeline_file", required=True, help="Pipeline YAML file.")
+@click.option("--group", default=None, help="Consumer group (default: detector-PIPELINE).")
+@click.option("--bootstrap-servers", default=None, help="host:port[,host:port] of the brokers.")
+@click.option("--topic", default=None, help="Topic (default: the pipeline's Kafka source).")
+@store_option
+@click.option(
+    "--idle-close",
+    default=30.0,
+    show_default=True,
+    help="Seconds without records after which stream time follows the wall clock "
+    "(quiet series get their zero windows).",
+)
+@click.option("--score-every", default=5.0, show_default=True, help="Seconds between scorings.")
+@click.option(
+    "--max-idle",
+    type=float,
+    default=None,
+    help="Exit after this many seconds without a record (catch up on a backlog, then stop). "
+    "Default: run until SIGTERM.",
+)
+@click.option(
+    "--session-timeout",
+    default=10.0,
+    show_default=True,
+    help="Seconds the group waits for a silent member before handing its partitions on.",
+)
+@click.option("--no-dlq", is_flag=True, help="Do not write rejected records to TOPIC.dlq.")
+@_fail_cleanly
+def run(
+    pipeline_file: str,
+    group: str | None,
+    bootstrap_servers: str | None,
+    topic: str | None,
+    store_url: str | None,
+    idle_close: float,
+    score_every: float,
+    max_idle: float | None,
+    session_timeout: float,
+    no_dlq: bool,
+) -> None:
+    """Run the pipeline on Kafka: aggregate, score, keep results in the store, exactly once.
+
+    Several instances with the same --group split the topic's partitions. SIGTERM or SIGINT:
+    the current batch is finished and committed, the group is left, exit 0.
+    """
+    from detector.pipeline.config import load_pipeline
+    from detector.runtime import tuned_gc
+    from detector.store import open_store
+    from detector.stream.runner import StreamRunner
+
+    pipeline = load_pipeline(pipeline_file)
+    kafka = _kafka_source(pipeline)
+    group = group or (kafka.group if kafka is not None and kafka.group else None)
+    group = group or f"detector-{pipeline.name}"
+    store = open_store(_store_url(pipeline, store_url))
+    runner = StreamRunner(
+        pipeline,
+        store,
+        topic=_topic(pipeline, topic),
+        group=group,
+        bootstrap_servers=_bootstrap(pipeline, bootstrap_servers),
+        dead_letters=not no_dlq,
+        idle_close=idle_close,
+        score_every=score_every,
+        session_timeout_ms=int(session_timeout * 1000),
+    )
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        logging.getLogger("detector").info("signal %d: finishing the batch", signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    click.echo(
+        f"detector run: pipeline {pipeline.name!r}, topic {runner.topic!r}, group {group!r}, "
+        f"store {store.url}",
+        err=True,
+    )
+    try:
+        with tuned_gc():
+            stats = runner.run(stop, max_idle=max_idle)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        store.close()
+    click.echo(
+        f"{stats.records:,} records, {stats.rejected:,} rejected ({stats.dead_letters:,} to "
+        f"{runner.topic}.dlq), {stats.points:,} points, {stats.anomalies:,} anomalies, "
+        f"{stats.commits:,} commits",
+        err=True,
+    )
+
+
+def _time(value: str | None) -> Any:
+    if value is None:
+        return None
+    import pandas as pd
+
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a time ({exc})") from None
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+@main.command()
+@click.option("--pipeline", "pipeline_file", required=True, help="Pipeline YAML file.")
+@click.option("--from", "start", default=None, help="First window (ISO time, UTC if naive).")
+@click.option("--to", "end", default=None, help="Windows before this time.")
+@store_option
+@click.option("-o", "--output", required=True, help="CSV file to write.")
+def metrics(
+    pipeline_file: str, start: str | None, end: str | None, store_url: str | None, output: str
+) -> None:
+    """Export stored metrics as backtest's metrics.csv (timestamp, series, value)."""
+    _export(pipeline_file, start, end, store_url, output, "metrics")
+
+
+@main.command()
+@click.option("--pipeline", "pipeline_file", required=True, help="Pipeline YAML file.")
+@click.option("--from", "start", default=None, help="First window (ISO time, UTC if naive).")
+@click.option("--to", "end", default=None, help="Windows before this time.")
+@store_option
+@click.option("-o", "--output", required=True, help="CSV file to write.")
+def anomalies(
+    pipeline_file: str, start: str | None, end: str | None, store_url: str | None, output: str
+) -> None:
+    """Export stored anomalies as backtest's anomalies.csv (the columns of `detector score`)."""
+    _export(pipeline_file, start, end, store_url, output, "anomalies")
+
+
+@_fail_cleanly
+def _export(
+    pipeline_file: str,
+    start: str | None,
+    end: str | None,
+    store_url: str | None,
+    output: str,
+    what: str,
+) -> None:
+    from detector.backtest import write_metrics
+    from detector.io.series import write_scores
+    from detector.pipeline.config import load_pipeline
+    from detector.store import open_store
+    from detector.types import OUTPUT_COLUMNS
+
+    pipeline = load_pipeline(pipeline_file)
+    store = open_store(_store_url(pipeline, store_url))
+    try:
+        if what == "metrics":
+            data = store.points(pipeline.name, start=_time(start), end=_time(end))
+            data = data.sort_values(["metric", "series", "timestamp"], kind="stable")
+            write_metrics(data, output)
+        else:
+            data = store.anomalies(pipeline.name, start=_time(start), end=_time(end))
+            write_scores(data.loc[:, list(OUTPUT_COLUMNS)], output)
+    finally:
+        store.close()
+    click.echo(f"{len(data):,} rows -> {Path(output)}", err=True)

@@ -1,0 +1,1 @@
+"""Streaming: the pipeline on Kafka (``detector run``)."""

@@ -1,0 +1,313 @@
+"""``detector run``: the pipeline on a Kafka topic, exactly once, surviving kill -9.
+
+Per batch: poll -> decode -> validate and aggregate with the same
+:class:`~detector.aggregation.windows.WindowAggregator` as ``detector backtest`` -> close the
+windows the watermark has passed -> dead-letter the rejected records to ``<topic>.dlq`` (the
+reason in a header) -> score the closed windows now and then -> one store transaction with
+the points, the anomalies, the aggregator's state and the next offset of every partition.
+
+Why this gives exactly-once without Kafka transactions: the store, not Kafka, says where each
+partition resumes, and it says so in the same transaction as the state those records built.
+Killed anywhere, a restart loads the last committed state, seeks every partition to the
+offset stored with it, and reads the uncommitted records again into the same state: nothing
+lost, nothing counted twice. (Dead letters are flushed to the broker before that commit, so
+a crash can repeat a dead letter, never lose one; each carries its origin to tell.)
+
+Scoring is causal (each window judged from earlier windows only), so scoring a window in the
+batch it closes or a few batches later gives the same verdict; the runner scores at most
+every ``score_every`` seconds so that catching up on a backlog does not re-fit the models for
+every batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from detector.aggregation.windows import Point, Rejected, WindowAggregator
+from detector.events.schema import Undecodable
+from detector.pipeline.config import Pipeline
+from detector.store import Store
+from detector.stream.source import Record, Source, TopicPartition
+
+__all__ = ["RunStats", "StreamRunner"]
+
+log = logging.getLogger("detector.stream")
+
+SourceFactory = Callable[..., Source]
+
+
+@dataclass
+class RunStats:
+    """What a run did (for logs, ``/metrics`` later, and tests)."""
+
+    records: int = 0
+    batches: int = 0
+    rejected: int = 0
+    dead_letters: int = 0
+    points: int = 0
+    anomalies: int = 0
+    commits: int = 0
+    scorings: int = 0
+    errors: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class StreamRunner:
+    """Consumes ``topic`` in consumer group ``group`` and keeps the results in ``store``."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        store: Store,
+        *,
+        topic: str,
+        group: str,
+        bootstrap_servers: str,
+        source_factory: SourceFactory | None = None,
+        dead_letters: bool = True,
+        max_records: int = 5_000,
+        poll_timeout: float = 0.5,
+        idle_close: float = 30.0,
+        score_every: float = 5.0,
+        session_timeout_ms: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pipeline = pipeline
+        self.store = store
+        self.topic = topic
+        self.group = group
+        self.bootstrap_servers = bootstrap_servers
+        self.source_factory = source_factory or _kafka_python_source
+        self.dead_letters = dead_letters
+        self.max_records = max_records
+        self.poll_timeout = poll_timeout
+        self.idle_close = idle_close
+        self.score_every = score_every
+        self.session_timeout_ms = session_timeout_ms
+        self.clock = clock
+        self.stats = RunStats()
+        self.agg = WindowAggregator(pipeline)
+        self.offsets: dict[TopicPartition, int] = {}
+        self.scored_until: pd.Timestamp | None = None
+        self._producer: Any = None
+        self._source: Source | None = None
+
+    # ----------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None, max_idle: float | None = None) -> RunStats:
+        """Consume until ``stop`` is set (SIGTERM/SIGINT in the CLI), or until no record has
+        come for ``max_idle`` seconds; then commit, leave the group and return."""
+        stop = stop or threading.Event()
+        self._load()
+        self._source = self.source_factory(
+            self.bootstrap_servers,
+            [self.topic],
+            self.group,
+            offsets=lambda: self.offsets,
+            on_revoked=self._revoked,
+            session_timeout_ms=self.session_timeout_ms,
+        )
+        last_record = last_score = self.clock()
+        backoff = 0.5
+        try:
+            while not stop.is_set():
+                try:
+                    records = self._source.poll(self.poll_timeout, self.max_records)
+                except Exception as exc:  # the broker went away: log, back off, go on
+                    self.stats.errors += 1
+                    log.warning("poll failed (%s); retrying in %.1f s", exc, backoff)
+                    stop.wait(backoff * random.uniform(0.5, 1.5))
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                backoff = 0.5
+                now = self.clock()
+                points: list[Point] = []
+                if not records and not self._source.assignment():
+                    last_record = now  # waiting for a group join is not being idle
+                elif records:
+                    last_record = now
+                    points = self._aggregate(records)
+                elif now - last_record >= self.idle_close and self.agg.max_ts > -float("inf"):
+                    # Quiet: let stream time run on with the wall clock, so that a quiet
+                    # market still shows its zero windows (re-emitted if a late event comes).
+                    points = self.agg.close(
+                        force_until=self.agg.max_ts + (now - last_record) - self.agg.lateness
+                    )
+                anomalies = None
+                if now - last_score >= self.score_every or (not records and self._unscored):
+                    anomalies = self._score(points)
+                    last_score = now
+                if records or points or anomalies is not None:
+                    self._commit(points, anomalies, stop)
+                if max_idle is not None and not records and now - last_record >= max_idle:
+                    break
+            anomalies = self._score([])
+            self._commit([], anomalies, stop)
+        finally:
+            self._source.close()
+            if self._producer is not None:
+                self._producer.close(timeout=10)
+        return self.stats
+
+    # ----------------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        snap = self.store.load(self.pipeline.name, self.group)
+        self.offsets = dict(snap.offsets)
+        if snap.state is not None:
+            state = pickle.loads(snap.state)  # our own store's bytes (see snapshot())
+            self.agg.restore(state["aggregator"])
+            self.scored_until = state["scored_until"]
+            self._unscored = state["unscored"]
+            log.info("resuming %s/%s at %s", self.pipeline.name, self.group, self.offsets)
+        else:
+            self._unscored = False
+
+    def _state(self) -> bytes:
+        return pickle.dumps(
+            {
+                "version": 1,
+                "aggregator": self.agg.snapshot(),
+                "scored_until": self.scored_until,
+                "unscored": self._unscored,
+            },
+            protocol=5,
+        )
+
+    def _revoked(self, tps: set[TopicPartition]) -> None:
+        """Partitions go to another member: what they built is committed already (every
+        batch commits), so only stop waiting for their watermarks."""
+        self.agg.forget_partitions(p for t, p in tps if t == self.topic)
+
+    def _aggregate(self, records: list[Record]) -> list[Point]:
+        events: list[Any] = []
+        origins: list[str] = []
+        for r in records:
+            origins.append(f"{r.topic}[{r.partition}]@{r.offset}")
+            if r.value is None:
+                events.append(Undecodable("", "empty record (no value)"))
+                continue
+            try:
+                events.append(orjson.loads(r.value))
+            except orjson.JSONDecodeError as exc:
+                raw = r.value.decode("utf-8", "replace")
+                events.append(Undecodable(raw, f"not JSON: {exc}"))
+        rejected = self.agg.add(
+            events, origins.__getitem__, partitions=[r.partition for r in records]
+        )
+        for r in records:
+            tp = (r.topic, r.partition)
+            self.offsets[tp] = max(self.offsets.get(tp, 0), r.offset + 1)
+        self.stats.records += len(records)
+        self.stats.batches += 1
+        if rejected:
+            self._dead_letter(rejected, {o: r for o, r in zip(origins, records, strict=True)})
+        points = self.agg.close()
+        if points:
+            self._unscored = True
+        return points
+
+    def _dead_letter(self, rejected: list[Rejected], by_origin: Mapping[str, Record]) -> None:
+        self.stats.rejected += len(rejected)
+        for r in rejected:
+            key = r.reason.split(":")[0][:60]
+            self.stats.rejected_by_reason[key] = self.stats.rejected_by_reason.get(key, 0) + 1
+            log.info("rejected %s: %s", r.origin, r.reason)
+        if not self.dead_letters:
+            return
+        producer = self._dlq_producer()
+        for r in rejected:
+            record = by_origin[r.origin]
+            producer.send(
+                f"{self.topic}.dlq",
+                value=record.value if record.value is not None else b"",
+                headers=[
+                    ("reason", r.reason.encode()),
+                    ("origin", r.origin.encode()),
+                    ("pipeline", self.pipeline.name.encode()),
+                ],
+            )
+        self.stats.dead_letters += len(rejected)
+
+    def _dlq_producer(self) -> Any:
+        if self._producer is None:
+            from kafka import KafkaProducer
+
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                acks="all",
+                linger_ms=5,
+                retries=10,
+                retry_backoff_ms=200,
+                request_timeout_ms=10_000,
+                max_block_ms=10_000,
+            )
+        return self._producer
+
+    def _score(self, points: list[Point]) -> pd.DataFrame | None:
+        """Score the windows closed since the last scoring, with the stored history."""
+        if not self._unscored:
+            return None
+        from detector.backtest import points_frame, score_metrics
+
+        stored = self.store.points(self.pipeline.name)
+        fresh = points_frame(points)
+        history = pd.concat([stored, fresh], ignore_index=True) if len(fresh) else stored
+        history = history.drop_duplicates(["series", "timestamp"], keep="last")
+        if history.empty:
+            return None
+        scores = score_metrics(
+            self.pipeline, history, causal=True, timezones=self.agg.series_timezones()
+        )
+        if self.scored_until is not None:
+            scores = scores.loc[scores["timestamp"] > self.scored_until]
+        found = scores.loc[scores["is_anomaly"].astype(bool)]
+        self.scored_until = history["timestamp"].max()
+        self._unscored = False
+        self.stats.scorings += 1
+        for row in found.itertuples(index=False):
+            log.warning("anomaly %s at %s: %s", row.series, row.timestamp, row.reason)
+        self.stats.anomalies += len(found)
+        return found
+
+    def _commit(
+        self, points: list[Point], anomalies: pd.DataFrame | None, stop: threading.Event
+    ) -> None:
+        """Dead letters to the broker, then one store transaction; retried until it holds."""
+        backoff = 0.5
+        while True:
+            try:
+                if self._producer is not None:
+                    self._producer.flush(timeout=30)
+                self.store.commit(
+                    self.pipeline.name,
+                    self.group,
+                    offsets=self.offsets,
+                    state=self._state(),
+                    points=points,
+                    anomalies=anomalies,
+                )
+                self.stats.commits += 1
+                self.stats.points += len(points)
+                return
+            except Exception as exc:
+                self.stats.errors += 1
+                log.warning("commit failed (%s); retrying in %.1f s", exc, backoff)
+                time.sleep(backoff * random.uniform(0.5, 1.5))
+                backoff = min(backoff * 2, 30.0)
+
+
+def _kafka_python_source(*args: Any, **kwargs: Any) -> Source:
+    from detector.stream.source import KafkaPythonSource
+
+    return KafkaPythonSource(*args, **kwargs)
