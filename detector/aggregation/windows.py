@@ -194,6 +194,8 @@ class WindowAggregator:
         self.watermark = -math.inf
         self._seen = SeenIds()
         self._part_max: dict[int, float] = {}  # per partition, the newest event time
+        self._expected: set[int] = set()  # partitions assigned to this consumer
+        self._idle: set[int] = set()  # ... read to their end and quiet
         # (app, start, end) -> silent, within one close (metrics of one app share windows)
         self._silent_cache: dict[tuple[str, int, int], bool] = {}
         self._activity: dict[str, set[int]] = {}
@@ -319,7 +321,10 @@ class WindowAggregator:
             newest[rows] = np.maximum(running, self._part_max.get(p, -math.inf))
             if len(running) and running[-1] > -math.inf:
                 self._part_max[p] = max(self._part_max.get(p, -math.inf), float(running[-1]))
-        watermark = newest - self.lateness
+                self._idle.discard(p)
+        # Never below the watermark that windows were closed and dropped at: an event for a
+        # dropped window is late, whatever its partition's own progress.
+        watermark = np.maximum(newest - self.lateness, self.watermark)
         late = valid & (tss < watermark)
         for i in np.flatnonzero(late).tolist():
             behind = watermark[i] - tss[i]
@@ -329,7 +334,7 @@ class WindowAggregator:
         n_dup = self._drop_duplicates(batches, tss, ok, watermark)
         if valid.any():
             self.max_ts = max(self._part_max.values())
-            self.watermark = min(self._part_max.values()) - self.lateness
+            self._advance_watermark()
         n_ok = 0
         for t, (idx, cols) in batches.items():
             keep = ok[idx]
@@ -604,12 +609,33 @@ class WindowAggregator:
         """Close every window that ends by the newest event (the end of a bounded input)."""
         return self.close(final=True)
 
+    def _advance_watermark(self) -> None:
+        """The slowest partition's watermark, once every expected partition has been heard
+        from (idle ones aside); it never goes back."""
+        if self._expected - self._part_max.keys() - self._idle:
+            return  # an assigned partition has said nothing yet: it may hold older events
+        active = [m for p, m in self._part_max.items() if p not in self._idle]
+        if active:
+            self.watermark = max(self.watermark, min(active) - self.lateness)
+        elif self._part_max:  # every partition read to its end: nothing older is on its way
+            self.watermark = max(self.watermark, max(self._part_max.values()) - self.lateness)
+
+    def expect_partitions(self, partitions: Iterable[int]) -> None:
+        """Partitions this consumer now reads: windows wait for each one's first events."""
+        self._expected.update(partitions)
+
+    def idle_partitions(self, partitions: Iterable[int]) -> None:
+        """Partitions read to their end and quiet: stop waiting for them (until they speak)."""
+        self._idle.update(partitions)
+        self._advance_watermark()
+
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         """Stop waiting for partitions this consumer no longer reads (after a rebalance)."""
         for p in partitions:
             self._part_max.pop(p, None)
-        if self._part_max:
-            self.watermark = max(self.watermark, min(self._part_max.values()) - self.lateness)
+            self._expected.discard(p)
+            self._idle.discard(p)
+        self._advance_watermark()
 
     # ----------------------------------------------------------------------------------------
     # State, for a stream that must survive a crash
@@ -618,7 +644,8 @@ class WindowAggregator:
     _RUN_STATE = ("windows", "known", "next_start", "dirty", "bad_values", "last_seen",
                   "last_change")  # fmt: skip
     _STATE = ("counters", "rejected_by_reason", "max_ts", "min_ts", "watermark", "_seen",
-              "_activity", "_first_seen", "_type_sources", "_part_max")  # fmt: skip
+              "_activity", "_first_seen", "_type_sources", "_part_max",
+              "_expected", "_idle")  # fmt: skip
 
     def snapshot(self) -> bytes:
         """Everything that later events depend on, as bytes for the store (see :meth:`restore`).

@@ -14,9 +14,9 @@ lost, nothing counted twice. (Dead letters are flushed to the broker before that
 a crash can repeat a dead letter, never lose one; each carries its origin to tell.)
 
 Scoring is causal (each window judged from earlier windows only), so scoring a window in the
-batch it closes or a few batches later gives the same verdict; the runner scores at most
-every ``score_every`` seconds so that catching up on a backlog does not re-fit the models for
-every batch.
+batch it closes or a few batches later gives the same verdict: the runner scores as soon as it
+has read the backlog, and while catching up on one at most every ``score_every`` seconds, so
+that it does not re-fit the models for every batch.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import pickle
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,8 @@ class RunStats:
     scorings: int = 0
     errors: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    #: Seconds from closing windows to their scores being committed (the latest 10,000).
+    score_latency: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 class StreamRunner:
@@ -80,6 +83,7 @@ class StreamRunner:
         idle_close: float = 30.0,
         score_every: float = 5.0,
         session_timeout_ms: int = 10_000,
+        idle_partition: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pipeline = pipeline
@@ -101,6 +105,9 @@ class StreamRunner:
         self.scored_until: pd.Timestamp | None = None
         self._producer: Any = None
         self._source: Source | None = None
+        self.idle_partition = idle_partition
+        self._heard: dict[TopicPartition, float] = {}
+        self._started = self._idle_checked = clock()
 
     # ----------------------------------------------------------------------------------------
 
@@ -115,6 +122,7 @@ class StreamRunner:
             self.group,
             offsets=lambda: self.offsets,
             on_revoked=self._revoked,
+            on_assigned=self._assigned,
             session_timeout_ms=self.session_timeout_ms,
         )
         last_record = last_score = self.clock()
@@ -143,12 +151,21 @@ class StreamRunner:
                     points = self.agg.close(
                         force_until=self.agg.max_ts + (now - last_record) - self.agg.lateness
                     )
+                if self._check_idle(now):  # the watermark moved on: close what it passed
+                    points += self.agg.close()
+                if points:
+                    self._unscored = True
+                # Score what closed as soon as the backlog is read (a poll that did not fill);
+                # while catching up, every score_every seconds.
                 anomalies = None
-                if now - last_score >= self.score_every or (not records and self._unscored):
+                caught_up = len(records) < self.max_records
+                if self._unscored and (caught_up or now - last_score >= self.score_every):
                     anomalies = self._score(points)
                     last_score = now
                 if records or points or anomalies is not None:
                     self._commit(points, anomalies, stop)
+                    if points and anomalies is not None:
+                        self.stats.score_latency.append(self.clock() - now)
                 if max_idle is not None and not records and now - last_record >= max_idle:
                     break
             anomalies = self._score([])
@@ -189,6 +206,28 @@ class StreamRunner:
         batch commits), so only stop waiting for their watermarks."""
         self.agg.forget_partitions(p for t, p in tps if t == self.topic)
 
+    def _assigned(self, tps: set[TopicPartition]) -> None:
+        """Windows wait for each new partition's first events (it may hold older ones)."""
+        self.agg.expect_partitions(p for t, p in tps if t == self.topic)
+
+    def _check_idle(self, now: float) -> bool:
+        """Partitions read to their high watermark and quiet for ``idle_partition`` seconds
+        stop holding the watermark back (an empty partition would hold it forever)."""
+        if now - self._idle_checked < 1.0 or self._source is None:
+            return False
+        self._idle_checked = now
+        quiet = []
+        for tp in self._source.assignment():
+            if now - self._heard.get(tp, self._started) < self.idle_partition:
+                continue
+            high, pos = self._source.highwater(tp), self._source.position(tp)
+            if pos is not None and (high is None or pos >= high):
+                quiet.append(tp[1])
+        before = self.agg.watermark
+        if quiet:
+            self.agg.idle_partitions(quiet)
+        return self.agg.watermark > before
+
     def _aggregate(self, records: list[Record]) -> list[Point]:
         events: list[Any] = []
         origins: list[str] = []
@@ -205,17 +244,16 @@ class StreamRunner:
         rejected = self.agg.add(
             events, origins.__getitem__, partitions=[r.partition for r in records]
         )
+        now = self.clock()
         for r in records:
             tp = (r.topic, r.partition)
             self.offsets[tp] = max(self.offsets.get(tp, 0), r.offset + 1)
+            self._heard[tp] = now
         self.stats.records += len(records)
         self.stats.batches += 1
         if rejected:
             self._dead_letter(rejected, {o: r for o, r in zip(origins, records, strict=True)})
-        points = self.agg.close()
-        if points:
-            self._unscored = True
-        return points
+        return self.agg.close()
 
     def _dead_letter(self, rejected: list[Rejected], by_origin: Mapping[str, Record]) -> None:
         self.stats.rejected += len(rejected)

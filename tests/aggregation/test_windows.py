@@ -358,3 +358,36 @@ def test_a_restored_snapshot_goes_on_exactly_as_the_original(seed: int, cuts: li
     points += agg.flush()
     pd.testing.assert_frame_equal(points_frame(points), run(stream))
     assert agg.counters["events"] == len(stream)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), sizes=st.lists(st.integers(1, 400), min_size=3, max_size=40))
+def test_partitions_read_in_any_interleaving_give_identical_windows(
+    seed: int, sizes: list[int]
+) -> None:
+    """A consumer reads Kafka partitions in no fixed interleaving (one may run hours ahead of
+    another within a poll); with per-partition watermarks the windows do not depend on it."""
+    rng = random.Random(seed)
+    events = make_events(n=1200, seed=seed, span=3 * 3600)
+    by_part: dict[int, list[dict]] = {0: [], 1: [], 2: []}
+    for ev in events:
+        key = ev.get("market") or ev.get("provider") or "beat"
+        by_part[sum(map(ord, key)) % 3].append(ev)
+
+    def feed(chunks: list[int]) -> pd.DataFrame:
+        agg = WindowAggregator(parse_pipeline(PIPELINE))
+        agg.expect_partitions(by_part)  # as the runner does on assignment
+        agg.idle_partitions(p for p, evs in by_part.items() if not evs)  # read to the end
+        queues = {p: list(evs) for p, evs in by_part.items()}
+        points, k = [], 0
+        while any(queues.values()):
+            p = rng.choice([q for q, evs in queues.items() if evs])
+            n = chunks[k % len(chunks)]
+            k += 1
+            batch, queues[p] = queues[p][:n], queues[p][n:]
+            assert agg.add(batch, partitions=[p] * len(batch)) == []
+            points += agg.close()
+        points += agg.flush()
+        return points_frame(points)
+
+    pd.testing.assert_frame_equal(feed(sizes), feed([10_000]))
