@@ -95,6 +95,12 @@ store_option = click.option(
     show_default=True,
     help="Seconds the group waits for a silent member before handing its partitions on.",
 )
+@click.option(
+    "--client",
+    type=click.Choice(["kafka-python", "confluent"]),
+    default=None,
+    help="Consumer library (default: the pipeline's `client:`, else kafka-python).",
+)
 @click.option("--no-dlq", is_flag=True, help="Do not write rejected records to TOPIC.dlq.")
 @_fail_cleanly
 def run(
@@ -107,6 +113,7 @@ def run(
     score_every: float,
     max_idle: float | None,
     session_timeout: float,
+    client: str | None,
     no_dlq: bool,
 ) -> None:
     """Run the pipeline on Kafka: aggregate, score, keep results in the store, exactly once.
@@ -134,6 +141,7 @@ def run(
         idle_close=idle_close,
         score_every=score_every,
         session_timeout_ms=int(session_timeout * 1000),
+        client=client or (kafka.client if kafka is not None else "kafka-python"),
     )
     stop = threading.Event()
 

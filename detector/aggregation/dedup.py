@@ -31,7 +31,7 @@ __all__ = ["SeenIds"]
 
 #: Ids per generation: large enough that a batch check meets few sets, small enough that
 #: forgetting lags the horizon by little.
-GENERATION = 20_000
+GENERATION = 5_000
 
 
 @dataclass
@@ -40,6 +40,15 @@ class _Generation:
     parts: list[tuple[Sequence[Any], np.ndarray]] = field(default_factory=list)
     newest: int = -(2**62)
     size: int = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The set is the parts' ids again: a stream snapshots its state every commit, so
+        # leave it out of the pickle and rebuild it when the state is loaded.
+        return {"parts": self.parts, "newest": self.newest, "size": self.size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.parts, self.newest, self.size = state["parts"], state["newest"], state["size"]
+        self.ids = {i for ids, _ in self.parts for i in ids}
 
 
 class SeenIds:

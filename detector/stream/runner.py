@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ from detector.aggregation.windows import Point, Rejected, WindowAggregator
 from detector.events.schema import Undecodable
 from detector.pipeline.config import Pipeline
 from detector.store import Store
-from detector.stream.source import Record, Source, TopicPartition
+from detector.stream.source import Batch, Source, TopicPartition
 
 __all__ = ["RunStats", "StreamRunner"]
 
@@ -76,7 +76,7 @@ class StreamRunner:
         topic: str,
         group: str,
         bootstrap_servers: str,
-        source_factory: SourceFactory | None = None,
+        client: str = "kafka-python",
         dead_letters: bool = True,
         max_records: int = 5_000,
         poll_timeout: float = 0.5,
@@ -84,6 +84,7 @@ class StreamRunner:
         score_every: float = 5.0,
         session_timeout_ms: int = 10_000,
         idle_partition: float = 2.0,
+        commit_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pipeline = pipeline
@@ -91,7 +92,7 @@ class StreamRunner:
         self.topic = topic
         self.group = group
         self.bootstrap_servers = bootstrap_servers
-        self.source_factory = source_factory or _kafka_python_source
+        self.source_factory = CLIENTS[client]
         self.dead_letters = dead_letters
         self.max_records = max_records
         self.poll_timeout = poll_timeout
@@ -106,6 +107,9 @@ class StreamRunner:
         self._producer: Any = None
         self._source: Source | None = None
         self.idle_partition = idle_partition
+        self.commit_every = commit_every
+        self._pending: list[Point] = []  # closed since the last commit
+        self._dirty = False  # records read since the last commit
         self._heard: dict[TopicPartition, float] = {}
         self._started = self._idle_checked = clock()
 
@@ -125,7 +129,7 @@ class StreamRunner:
             on_assigned=self._assigned,
             session_timeout_ms=self.session_timeout_ms,
         )
-        last_record = last_score = self.clock()
+        last_record = last_score = last_commit = self.clock()
         backoff = 0.5
         try:
             while not stop.is_set():
@@ -140,9 +144,10 @@ class StreamRunner:
                 backoff = 0.5
                 now = self.clock()
                 points: list[Point] = []
-                if not records and not self._source.assignment():
+                self._dirty |= bool(len(records))
+                if not len(records) and not self._source.assignment():
                     last_record = now  # waiting for a group join is not being idle
-                elif records:
+                elif len(records):
                     last_record = now
                     points = self._aggregate(records)
                 elif now - last_record >= self.idle_close and self.agg.max_ts > -float("inf"):
@@ -155,21 +160,26 @@ class StreamRunner:
                     points += self.agg.close()
                 if points:
                     self._unscored = True
+                    self._pending += points
                 # Score what closed as soon as the backlog is read (a poll that did not fill);
-                # while catching up, every score_every seconds.
+                # while catching up, every score_every seconds. Commit then, and while catching
+                # up every commit_every seconds (re-applying a batch's points after a crash is
+                # harmless: they are upserts, recomputed from the same state).
                 anomalies = None
                 caught_up = len(records) < self.max_records
                 if self._unscored and (caught_up or now - last_score >= self.score_every):
-                    anomalies = self._score(points)
+                    anomalies = self._score(self._pending)
                     last_score = now
-                if records or points or anomalies is not None:
-                    self._commit(points, anomalies, stop)
-                    if points and anomalies is not None:
+                due = anomalies is not None or caught_up or now - last_commit >= self.commit_every
+                if due and (self._dirty or self._pending or anomalies is not None):
+                    scored_now = bool(points) and anomalies is not None
+                    self._commit(anomalies)
+                    last_commit = now
+                    if scored_now:
                         self.stats.score_latency.append(self.clock() - now)
                 if max_idle is not None and not records and now - last_record >= max_idle:
                     break
-            anomalies = self._score([])
-            self._commit([], anomalies, stop)
+            self._commit(self._score(self._pending))
         finally:
             self._source.close()
             if self._producer is not None:
@@ -202,8 +212,9 @@ class StreamRunner:
         )
 
     def _revoked(self, tps: set[TopicPartition]) -> None:
-        """Partitions go to another member: what they built is committed already (every
-        batch commits), so only stop waiting for their watermarks."""
+        """Partitions go to another member: commit what they built, stop waiting for them."""
+        if self._dirty or self._pending:
+            self._commit()
         self.agg.forget_partitions(p for t, p in tps if t == self.topic)
 
     def _assigned(self, tps: set[TopicPartition]) -> None:
@@ -228,34 +239,28 @@ class StreamRunner:
             self.agg.idle_partitions(quiet)
         return self.agg.watermark > before
 
-    def _aggregate(self, records: list[Record]) -> list[Point]:
-        events: list[Any] = []
-        origins: list[str] = []
-        for r in records:
-            origins.append(f"{r.topic}[{r.partition}]@{r.offset}")
-            if r.value is None:
-                events.append(Undecodable("", "empty record (no value)"))
-                continue
-            try:
-                events.append(orjson.loads(r.value))
-            except orjson.JSONDecodeError as exc:
-                raw = r.value.decode("utf-8", "replace")
-                events.append(Undecodable(raw, f"not JSON: {exc}"))
-        rejected = self.agg.add(
-            events, origins.__getitem__, partitions=[r.partition for r in records]
-        )
+    def _aggregate(self, batch: Batch) -> list[Point]:
+        values = batch.values
+        try:  # the whole batch in one C loop; a bad record sends it through the slow path
+            events: list[Any] = list(map(orjson.loads, values))
+        except (orjson.JSONDecodeError, TypeError):
+            events = [_decode(v) for v in values]
+        rejected = self.agg.add(events, batch.origin, partitions=batch.partitions)
         now = self.clock()
-        for r in records:
-            tp = (r.topic, r.partition)
-            self.offsets[tp] = max(self.offsets.get(tp, 0), r.offset + 1)
+        last: dict[int, int] = {}
+        for p, o in zip(batch.partitions, batch.offsets, strict=True):
+            last[p] = o  # offsets rise within a partition
+        for p, o in last.items():
+            tp = (batch.topic, p)
+            self.offsets[tp] = max(self.offsets.get(tp, 0), o + 1)
             self._heard[tp] = now
-        self.stats.records += len(records)
+        self.stats.records += len(batch)
         self.stats.batches += 1
         if rejected:
-            self._dead_letter(rejected, {o: r for o, r in zip(origins, records, strict=True)})
+            self._dead_letter(rejected, batch)
         return self.agg.close()
 
-    def _dead_letter(self, rejected: list[Rejected], by_origin: Mapping[str, Record]) -> None:
+    def _dead_letter(self, rejected: list[Rejected], batch: Batch) -> None:
         self.stats.rejected += len(rejected)
         for r in rejected:
             key = r.reason.split(":")[0][:60]
@@ -264,11 +269,12 @@ class StreamRunner:
         if not self.dead_letters:
             return
         producer = self._dlq_producer()
+        where = {batch.origin(i): i for i in range(len(batch))} if rejected else {}
         for r in rejected:
-            record = by_origin[r.origin]
+            value = batch.values[where[r.origin]]
             producer.send(
                 f"{self.topic}.dlq",
-                value=record.value if record.value is not None else b"",
+                value=value if value is not None else b"",
                 headers=[
                     ("reason", r.reason.encode()),
                     ("origin", r.origin.encode()),
@@ -318,10 +324,10 @@ class StreamRunner:
         self.stats.anomalies += len(found)
         return found
 
-    def _commit(
-        self, points: list[Point], anomalies: pd.DataFrame | None, stop: threading.Event
-    ) -> None:
-        """Dead letters to the broker, then one store transaction; retried until it holds."""
+    def _commit(self, anomalies: pd.DataFrame | None = None) -> None:
+        """Dead letters to the broker, then one store transaction (the pending points, the
+        anomalies, the state and the offsets); retried until it holds."""
+        points = self._pending
         backoff = 0.5
         while True:
             try:
@@ -337,6 +343,8 @@ class StreamRunner:
                 )
                 self.stats.commits += 1
                 self.stats.points += len(points)
+                self._pending = []
+                self._dirty = False
                 return
             except Exception as exc:
                 self.stats.errors += 1
@@ -345,7 +353,29 @@ class StreamRunner:
                 backoff = min(backoff * 2, 30.0)
 
 
+def _decode(value: bytes | None) -> Any:
+    if value is None:
+        return Undecodable("", "empty record (no value)")
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return Undecodable(value.decode("utf-8", "replace"), f"not JSON: {exc}")
+
+
 def _kafka_python_source(*args: Any, **kwargs: Any) -> Source:
     from detector.stream.source import KafkaPythonSource
 
     return KafkaPythonSource(*args, **kwargs)
+
+
+def _confluent_source(*args: Any, **kwargs: Any) -> Source:
+    from detector.stream.confluent import ConfluentSource
+
+    return ConfluentSource(*args, **kwargs)
+
+
+#: Consumer backends by name (``client:`` in the pipeline's Kafka source, ``--client``).
+CLIENTS: dict[str, SourceFactory] = {
+    "kafka-python": _kafka_python_source,
+    "confluent": _confluent_source,
+}

@@ -80,8 +80,9 @@ def common(batch: pd.DataFrame, stream: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     return keep(batch), keep(stream)
 
 
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
 def test_run_finds_what_backtest_finds_and_dead_letters_bad_records(
-    kafka_broker, topic, tmp_path
+    kafka_broker, topic, tmp_path, client
 ) -> None:
     events = shop_events(days=4, per_5min=20)
     produce(kafka_broker.bootstrap, topic, events, BAD)
@@ -91,6 +92,7 @@ def test_run_finds_what_backtest_finds_and_dead_letters_bad_records(
     runner = StreamRunner(
         parse_pipeline(PIPELINE), store, topic=topic, group="g1",
         bootstrap_servers=kafka_broker.bootstrap, session_timeout_ms=6000, idle_close=3600,
+        client=client,
     )  # fmt: skip
     stats = runner.run(max_idle=4)
     store.close()
