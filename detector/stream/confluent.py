@@ -71,6 +71,7 @@ class ConfluentSource:
         )
         self._assigned: set[TopicPartition] = set()
         self._start: dict[TopicPartition, int] = {}  # where each partition was started
+        self._asked: dict[TopicPartition, tuple[float, int, int]] = {}
         self.consumer.subscribe([self.topic], on_assign=self._assign, on_revoke=self._revoke)
 
     def _assign(self, consumer: Any, partitions: list[Any]) -> None:
@@ -115,11 +116,27 @@ class ConfluentSource:
 
         try:
             _, high = self.consumer.get_watermark_offsets(CTP(*tp), cached=True)
-            if high < 0:  # nothing fetched from it yet: ask the broker
-                _, high = self.consumer.get_watermark_offsets(CTP(*tp), timeout=2)
         except Exception:
             return None
+        if high < 0:  # nothing fetched from it yet: ask the broker (now and then)
+            high = self._marks(tp)[1]
         return None if high < 0 else int(high)
+
+    def _marks(self, tp: TopicPartition) -> tuple[int, int]:
+        """(low, high) watermarks from the broker, asked at most every 10 s per partition
+        (a round trip that would otherwise slow every idle check)."""
+        import time
+
+        from confluent_kafka import TopicPartition as CTP
+
+        at, low, high = self._asked.get(tp, (-1e9, -1, -1))
+        if time.monotonic() - at > 10.0:
+            try:
+                low, high = self.consumer.get_watermark_offsets(CTP(*tp), timeout=2)
+            except Exception:
+                low, high = -1, -1
+            self._asked[tp] = (time.monotonic(), low, high)
+        return low, high
 
     def position(self, tp: TopicPartition) -> int | None:
         from confluent_kafka import TopicPartition as CTP
@@ -130,9 +147,9 @@ class ConfluentSource:
                 return int(pos.offset)
             if tp in self._start:  # nothing consumed since the start: still there
                 return self._start[tp]
-            low, _ = self.consumer.get_watermark_offsets(CTP(*tp), timeout=2)
         except Exception:
             return None
+        low = self._marks(tp)[0]  # nothing consumed yet: at the beginning
         return None if low < 0 else int(low)
 
     def close(self) -> None:

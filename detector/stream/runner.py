@@ -156,7 +156,8 @@ class StreamRunner:
                     points = self.agg.close(
                         force_until=self.agg.max_ts + (now - last_record) - self.agg.lateness
                     )
-                if self._check_idle(now):  # the watermark moved on: close what it passed
+                full = len(records) >= self.max_records
+                if self._check_idle(now, 5.0 if full else 1.0):  # watermark moved: close
                     points += self.agg.close()
                 if points:
                     self._unscored = True
@@ -221,10 +222,10 @@ class StreamRunner:
         """Windows wait for each new partition's first events (it may hold older ones)."""
         self.agg.expect_partitions(p for t, p in tps if t == self.topic)
 
-    def _check_idle(self, now: float) -> bool:
+    def _check_idle(self, now: float, every: float = 1.0) -> bool:
         """Partitions read to their high watermark and quiet for ``idle_partition`` seconds
         stop holding the watermark back (an empty partition would hold it forever)."""
-        if now - self._idle_checked < 1.0 or self._source is None:
+        if now - self._idle_checked < every or self._source is None:
             return False
         self._idle_checked = now
         quiet = []
