@@ -97,16 +97,15 @@ class ConfluentSource:
 
     def poll(self, timeout: float, max_records: int) -> Batch:
         msgs = self.consumer.consume(num_messages=max_records, timeout=timeout)
-        out = Batch(self.topic, [], [], [])
-        for m in msgs:
-            err = m.error()
-            if err is not None:
-                log.warning("consumer error: %s", err)
-                continue
-            out.partitions.append(m.partition())
-            out.offsets.append(m.offset())
-            out.values.append(m.value())
-        return out
+        values = [m.value() for m in msgs]
+        if None in values:  # an error event (or a record without a value): look closer
+            errors = [m for m in msgs if m.error() is not None]
+            for m in errors:
+                log.warning("consumer error: %s", m.error())
+            if errors:
+                msgs = [m for m in msgs if m.error() is None]
+                values = [m.value() for m in msgs]
+        return Batch(self.topic, [m.partition() for m in msgs], [m.offset() for m in msgs], values)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
