@@ -35,6 +35,7 @@ import orjson
 import pandas as pd
 
 from detector.aggregation.windows import Point, Rejected, WindowAggregator
+from detector.errors import DetectorError
 from detector.events.schema import Undecodable
 from detector.pipeline.config import Pipeline
 from detector.store import Store
@@ -109,6 +110,7 @@ class StreamRunner:
         self.idle_partition = idle_partition
         self.commit_every = commit_every
         self._pending: list[Point] = []  # closed since the last commit
+        self._stop = threading.Event()
         self._dirty = False  # records read since the last commit
         self._heard: dict[TopicPartition, float] = {}
         self._started = self._idle_checked = clock()
@@ -118,7 +120,7 @@ class StreamRunner:
     def run(self, stop: threading.Event | None = None, max_idle: float | None = None) -> RunStats:
         """Consume until ``stop`` is set (SIGTERM/SIGINT in the CLI), or until no record has
         come for ``max_idle`` seconds; then commit, leave the group and return."""
-        stop = stop or threading.Event()
+        stop = self._stop = stop or threading.Event()
         self._load()
         self._source = self.source_factory(
             self.bootstrap_servers,
@@ -215,7 +217,10 @@ class StreamRunner:
     def _revoked(self, tps: set[TopicPartition]) -> None:
         """Partitions go to another member: commit what they built, stop waiting for them."""
         if self._dirty or self._pending:
-            self._commit()
+            try:
+                self._commit()
+            except DetectorError as exc:  # stopping with a failing store: already reported
+                log.warning("%s", exc)
         self.agg.forget_partitions(p for t, p in tps if t == self.topic)
 
     def _assigned(self, tps: set[TopicPartition]) -> None:
@@ -330,6 +335,7 @@ class StreamRunner:
         anomalies, the state and the offsets); retried until it holds."""
         points = self._pending
         backoff = 0.5
+        failures = 0
         while True:
             try:
                 if self._producer is not None:
@@ -349,6 +355,15 @@ class StreamRunner:
                 return
             except Exception as exc:
                 self.stats.errors += 1
+                failures += 1
+                if self._stop.is_set() and failures >= 3:
+                    # Asked to stop and the store (or the broker) still fails: give up rather
+                    # than hang. Nothing is lost: the records after the last commit are read
+                    # again on restart.
+                    raise DetectorError(
+                        f"could not commit to the store {self.store.url} ({exc}); the records "
+                        "since the last commit will be read again when detector run restarts"
+                    ) from exc
                 log.warning("commit failed (%s); retrying in %.1f s", exc, backoff)
                 time.sleep(backoff * random.uniform(0.5, 1.5))
                 backoff = min(backoff * 2, 30.0)

@@ -136,3 +136,51 @@ def test_fuzzed_malformed_records_all_land_in_the_dlq_with_a_reason(
     for m in letters:
         headers = dict(m.headers)
         assert headers["reason"] and headers["origin"].startswith(f"{topic}[0]@".encode())
+
+
+def test_a_store_that_keeps_failing_is_retried_then_given_up_on_stop(
+    kafka_broker, topic, tmp_path, monkeypatch
+) -> None:
+    """While running, a failed commit is retried (nothing polled meanwhile); asked to stop
+    with the store still failing, the runner gives up with an error that says nothing is
+    lost, instead of hanging."""
+    import sqlite3
+    import threading
+
+    from detector.errors import DetectorError
+    from tests.stream.test_run import produce
+
+    produce(kafka_broker.bootstrap, topic, shop_events(days=1, per_5min=2, seed=2))
+    store = open_store(f"sqlite:///{tmp_path / 'f.db'}")
+    calls = []
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "commit", broken)
+    runner = StreamRunner(
+        parse_pipeline(PIPELINE), store, topic=topic, group="broken",
+        bootstrap_servers=kafka_broker.bootstrap, session_timeout_ms=6000,
+    )  # fmt: skip
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def go() -> None:
+        try:
+            runner.run(stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while len(calls) < 2:
+        assert time.monotonic() < deadline, "no commit was attempted"
+        time.sleep(0.1)
+    stop.set()
+    thread.join(timeout=60)
+    store.close()
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], DetectorError)
+    assert "will be read again" in str(errors[0]) and runner.stats.errors >= 3
