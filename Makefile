@@ -13,3 +13,6 @@ bench:
 	.venv/bin/python benchmarks/quality.py
 	.venv/bin/python benchmarks/nab.py
 	.venv/bin/python benchmarks/speed.py
+	.venv/bin/python benchmarks/aggregation.py
+	.venv/bin/python benchmarks/stream.py
+	.venv/bin/python benchmarks/stream.py --latency
