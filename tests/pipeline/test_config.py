@@ -160,3 +160,19 @@ def test_time_zones_and_conditions_are_checked() -> None:
     assert any("'FR' is not one of the segment's values" in i for i in issues)
     cond = GOOD.replace("    group_by", "    where: {market: {nin: [DE]}}\n    group_by")
     assert any("unknown condition 'nin'; did you mean 'in'?" in i for i in issues_of(cond))
+
+
+def test_the_kafka_client_is_chosen_in_the_pipeline_and_checked() -> None:
+    base = "name: x\nsources: [{name: s, kafka: {topic: t, client: %s}}]\n"
+    metrics = "metrics: [{name: n, event: o, aggregation: count}]\n"
+    p = parse_pipeline(base % "confluent" + metrics)
+    assert p.sources[0].kafka is not None and p.sources[0].kafka.client == "confluent"
+    assert (
+        parse_pipeline("name: x\nsources: [{name: s, kafka: {topic: t}}]\n" + metrics)
+        .sources[0]
+        .kafka.client
+        == "kafka-python"
+    )
+    with pytest.raises(PipelineError) as err:
+        parse_pipeline(base % "librdkafka" + metrics)
+    assert "sources[0].kafka.client" in str(err.value) and ":2:" in str(err.value)
