@@ -122,16 +122,12 @@ class StreamRunner:
         come for ``max_idle`` seconds; then commit, leave the group and return."""
         stop = self._stop = stop or threading.Event()
         self._load()
-        self._source = self.source_factory(
-            self.bootstrap_servers,
-            [self.topic],
-            self.group,
-            offsets=lambda: self.offsets,
-            on_revoked=self._revoked,
-            on_assigned=self._assigned,
-            session_timeout_ms=self.session_timeout_ms,
-        )
+        self._source = self._open_source(stop, max_idle)
+        if self._source is None:  # stopped while waiting for the broker
+            return self.stats
         last_record = last_score = last_commit = self.clock()
+        # a join takes up to about the session timeout; past that, no partitions is idleness
+        join_by = last_record + 2 * self.session_timeout_ms / 1000 + 5
         backoff = 0.5
         try:
             while not stop.is_set():
@@ -147,7 +143,7 @@ class StreamRunner:
                 now = self.clock()
                 points: list[Point] = []
                 self._dirty |= bool(len(records))
-                if not len(records) and not self._source.assignment():
+                if not len(records) and not self._source.assignment() and now < join_by:
                     last_record = now  # waiting for a group join is not being idle
                 elif len(records):
                     last_record = now
@@ -190,6 +186,39 @@ class StreamRunner:
         return self.stats
 
     # ----------------------------------------------------------------------------------------
+
+    def _open_source(self, stop: threading.Event, max_idle: float | None) -> Source | None:
+        """Join the group; while the broker cannot be reached, log and retry with backoff
+        (a consumer started before its broker waits for it). With ``max_idle``, give up after
+        that long with an error that names the servers."""
+        started, backoff = self.clock(), 0.5
+        while True:
+            try:
+                return self.source_factory(
+                    self.bootstrap_servers,
+                    [self.topic],
+                    self.group,
+                    offsets=lambda: self.offsets,
+                    on_revoked=self._revoked,
+                    on_assigned=self._assigned,
+                    session_timeout_ms=self.session_timeout_ms,
+                )
+            except DetectorError:
+                raise
+            except Exception as exc:
+                self.stats.errors += 1
+                if max_idle is not None and self.clock() - started >= max_idle:
+                    raise DetectorError(
+                        f"cannot reach Kafka at {self.bootstrap_servers} ({exc}); is the broker "
+                        "running, and are --bootstrap-servers / DETECTOR_BOOTSTRAP_SERVERS right?"
+                    ) from exc
+                log.warning(
+                    "cannot reach Kafka at %s (%s); retrying in %.1f s",
+                    self.bootstrap_servers, exc, backoff,
+                )  # fmt: skip
+                if stop.wait(backoff * random.uniform(0.5, 1.5)):
+                    return None
+                backoff = min(backoff * 2, 30.0)
 
     def _load(self) -> None:
         snap = self.store.load(self.pipeline.name, self.group)

@@ -47,3 +47,23 @@ def test_an_empty_store_exports_the_headers_only(tmp_path) -> None:
         res = invoke(what, "--pipeline", str(tmp_path / "p.yaml"), "--store", store, "-o", str(out))
         assert res.exit_code == 0, res.output
         assert out.read_text().startswith(header) and len(out.read_text().splitlines()) == 1
+
+
+def test_run_with_no_broker_at_the_address_gives_up_after_max_idle(tmp_path) -> None:
+    """Started before its broker, run retries; with --max-idle it stops and says why."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from detector.testing_kafka import free_port
+
+    (tmp_path / "p.yaml").write_text(PIPELINE)
+    detector = str(Path(sys.executable).with_name("detector"))
+    res = subprocess.run(
+        [detector, "run", "--pipeline", str(tmp_path / "p.yaml"), "--topic", "t",
+         "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--max-idle", "2",
+         "--store", f"sqlite:///{tmp_path / 'x.db'}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 1
+    assert "cannot reach Kafka at 127.0.0.1:" in res.stderr and "Traceback" not in res.stderr
