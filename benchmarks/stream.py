@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -52,23 +53,29 @@ metrics:
 """
 
 
+START = 1767571200  # 2026-01-05 00:00 UTC
+
+
+def send_order(producer: Any, topic: str, i: int, t: float, prefix: str = "e") -> None:
+    """Order ``i`` at epoch second ``t``, keyed by market as the emitter keys it."""
+    market = "DE" if i % 3 else "FR"
+    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+    value = orjson.dumps(
+        {"event_id": f"{prefix}{i}", "type": "order_placed", "ts": ts, "source": "shop-api",
+         "market": market, "amount": 10.0 + i % 90}
+    )  # fmt: skip
+    producer.send(topic, key=f"order_placed|{market}".encode(), value=value)
+
+
 def fill(bootstrap: str, topic: str, n: int) -> None:
     from kafka import KafkaProducer
 
-    start = 1767571200
     producer = KafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=50, batch_size=1024 * 1024,
         compression_type=None,
     )  # fmt: skip
     for i in range(n):
-        market = "DE" if i % 3 else "FR"
-        t = start + i * 0.05
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
-        value = orjson.dumps(
-            {"event_id": f"e{i}", "type": "order_placed", "ts": ts, "source": "shop-api",
-             "market": market, "amount": 10.0 + i % 90}
-        )  # fmt: skip
-        producer.send(topic, key=f"order_placed|{market}".encode(), value=value)
+        send_order(producer, topic, i, START + i * 0.05)
     producer.flush()
     producer.close()
 
@@ -157,21 +164,10 @@ def latency(bootstrap: str, topic: str, store_url: str, seconds: float = 60.0) -
     from detector.store import open_store
     from detector.stream.runner import StreamRunner
 
-    start = 1767571200
     history = int(2 * 86400 / 0.5)  # an event every 0.5 s of event time for two days
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-
-    def send(t: float, i: int) -> None:
-        market = "DE" if i % 3 else "FR"
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
-        value = orjson.dumps(
-            {"event_id": f"l{i}", "type": "order_placed", "ts": ts, "source": "shop-api",
-             "market": market, "amount": 10.0 + i % 90}
-        )  # fmt: skip
-        producer.send(topic, key=f"order_placed|{market}".encode(), value=value)
-
     for i in range(history):
-        send(start + i * 0.5, i)
+        send_order(producer, topic, i, START + i * 0.5, "l")
     producer.flush()
     store = open_store(store_url)
     runner = StreamRunner(
@@ -187,7 +183,7 @@ def latency(bootstrap: str, topic: str, store_url: str, seconds: float = 60.0) -
     runner.stats.score_latency.clear()
     t0, i = time.monotonic(), history
     while (elapsed := time.monotonic() - t0) < seconds:
-        send(start + history * 0.5 + elapsed * 60, i)  # event time at 60x the wall clock
+        send_order(producer, topic, i, START + history * 0.5 + elapsed * 60, "l")  # at 60x
         i += 1
         if i % 12 == 0:  # 120 events per wall second = per event minute, as in the history
             producer.flush()

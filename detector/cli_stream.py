@@ -182,12 +182,21 @@ def _time(value: str | None) -> Any:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def _export_options(func: Any) -> Any:
+    """The options of both exports (metrics, anomalies)."""
+    for option in reversed([
+        click.option("--pipeline", "pipeline_file", required=True, help="Pipeline YAML file."),
+        click.option("--from", "start", default=None, help="First window (ISO, UTC if naive)."),
+        click.option("--to", "end", default=None, help="Windows before this time."),
+        store_option,
+        click.option("-o", "--output", required=True, help="CSV file to write."),
+    ]):  # fmt: skip
+        func = option(func)
+    return func
+
+
 @main.command()
-@click.option("--pipeline", "pipeline_file", required=True, help="Pipeline YAML file.")
-@click.option("--from", "start", default=None, help="First window (ISO time, UTC if naive).")
-@click.option("--to", "end", default=None, help="Windows before this time.")
-@store_option
-@click.option("-o", "--output", required=True, help="CSV file to write.")
+@_export_options
 def metrics(
     pipeline_file: str, start: str | None, end: str | None, store_url: str | None, output: str
 ) -> None:
@@ -196,11 +205,7 @@ def metrics(
 
 
 @main.command()
-@click.option("--pipeline", "pipeline_file", required=True, help="Pipeline YAML file.")
-@click.option("--from", "start", default=None, help="First window (ISO time, UTC if naive).")
-@click.option("--to", "end", default=None, help="Windows before this time.")
-@store_option
-@click.option("-o", "--output", required=True, help="CSV file to write.")
+@_export_options
 def anomalies(
     pipeline_file: str, start: str | None, end: str | None, store_url: str | None, output: str
 ) -> None:
