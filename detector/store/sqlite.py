@@ -22,7 +22,9 @@ SqliteStore('sqlite:///:memory:')
 from __future__ import annotations
 
 import logging
+import random
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,7 +67,7 @@ class SqliteStore(SqlStore):
             raise _unusable(self.url, exc) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = self._wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.Error as exc:
             conn.close()
@@ -73,6 +75,24 @@ class SqliteStore(SqlStore):
         if mode not in ("wal", "memory"):
             logger.warning("store %s: journal mode %s, not WAL (file system?)", self.url, mode)
         return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> str:
+        """Switch to WAL; retried, because SQLite answers "database is locked" at once.
+
+        Changing the journal mode of a new file needs an exclusive lock, and SQLite does not
+        call the busy handler for it: instances starting together on a new store would fail
+        on the race. A file already in WAL answers at once, so only first opens retry.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.5)
 
     def _setup(self, ddl: Sequence[str]) -> None:
         try:
