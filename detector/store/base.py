@@ -34,8 +34,8 @@ import math
 import operator
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -49,6 +49,7 @@ from detector.types import OUTPUT_COLUMNS
 __all__ = [
     "ANOMALY_COLUMNS",
     "POINT_COLUMNS",
+    "Cursor",
     "Snapshot",
     "SqlStore",
     "Store",
@@ -103,8 +104,12 @@ class Store(Protocol):
         state: bytes | None,
         points: Sequence[Point] = (),
         anomalies: pd.DataFrame | None = None,
+        also: Callable[[Cursor], None] | None = None,
     ) -> None:
-        """Write everything in one transaction: all of it or, if anything fails, nothing."""
+        """Write everything in one transaction: all of it or, if anything fails, nothing.
+
+        ``also`` writes more in the same transaction (the alert router's alerts and outbox).
+        """
         ...
 
     def points(
@@ -201,6 +206,53 @@ _DDL = (
         reason TEXT NOT NULL,
         PRIMARY KEY (pipeline, series, ts_us))""",
     "CREATE INDEX IF NOT EXISTS detector_anomalies_time ON detector_anomalies (pipeline, ts_us)",
+    # The alert router's tables (read and written by detector.alerting.state): one row per
+    # alert episode (a fingerprint from firing to resolved), silences, and the outbox of
+    # notifications, each written before it is sent and marked when delivered.
+    """CREATE TABLE IF NOT EXISTS detector_alerts (
+        pipeline TEXT NOT NULL,
+        id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        starts_us {bigint} NOT NULL,
+        ends_us {bigint},
+        updated_us {bigint} NOT NULL,
+        acked_by TEXT,
+        acked_us {bigint},
+        ack_until_us {bigint},
+        ack_comment TEXT,
+        feedback TEXT,
+        feedback_comment TEXT,
+        PRIMARY KEY (pipeline, id))""",
+    """CREATE INDEX IF NOT EXISTS detector_alerts_fingerprint
+        ON detector_alerts (pipeline, fingerprint, starts_us)""",
+    """CREATE TABLE IF NOT EXISTS detector_silences (
+        pipeline TEXT NOT NULL,
+        id TEXT NOT NULL,
+        matchers TEXT NOT NULL,
+        starts_us {bigint} NOT NULL,
+        ends_us {bigint} NOT NULL,
+        created_by TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        created_us {bigint} NOT NULL,
+        PRIMARY KEY (pipeline, id))""",
+    """CREATE TABLE IF NOT EXISTS detector_outbox (
+        pipeline TEXT NOT NULL,
+        key TEXT NOT NULL,
+        receiver TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        created_us {bigint} NOT NULL,
+        next_us {bigint} NOT NULL,
+        first_attempt_us {bigint},
+        lease_owner TEXT,
+        lease_until_us {bigint},
+        delivered_us {bigint},
+        last_error TEXT,
+        PRIMARY KEY (pipeline, key))""",
+    "CREATE INDEX IF NOT EXISTS detector_outbox_due ON detector_outbox (pipeline, state, next_us)",
 )
 
 _UPSERT_OFFSET = """INSERT INTO detector_offsets
@@ -308,6 +360,7 @@ class SqlStore(ABC):
         state: bytes | None,
         points: Sequence[Point] = (),
         anomalies: pd.DataFrame | None = None,
+        also: Callable[[Cursor], None] | None = None,
     ) -> None:
         """Upsert offsets, state, points and anomalies in ONE transaction.
 
@@ -325,6 +378,8 @@ class SqlStore(ABC):
             self._write_points(cur, pipeline, points)
             if anomalies is not None and len(anomalies):
                 self._write_anomalies(cur, pipeline, anomalies)
+            if also is not None:
+                also(Cursor(cur, self.placeholder))
 
     def points(
         self,
@@ -360,6 +415,21 @@ class SqlStore(ABC):
             cur.execute(self._sql(sql), params)
             rows = cur.fetchall()
         return _anomalies_frame(rows)
+
+    @contextmanager
+    def transaction(self, *, write: bool) -> Iterator[Cursor]:
+        """One transaction for callers that keep their own tables here (the alert router).
+
+        The cursor takes ``?`` placeholders whatever the backend (:meth:`Cursor.execute`
+        translates them); :attr:`dialect` tells SQL that differs (``FOR UPDATE SKIP LOCKED``).
+        """
+        with self._lock, self._transaction(write=write) as cur:
+            yield Cursor(cur, self.placeholder)
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``: the first of the backend's URL schemes."""
+        return self.schemes[0]
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -430,6 +500,33 @@ class SqlStore(ABC):
 
     def _sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+
+class Cursor:
+    """A DB-API cursor that takes ``?`` placeholders on every backend."""
+
+    def __init__(self, cur: Any, placeholder: str) -> None:
+        self._cur, self._placeholder = cur, placeholder
+
+    def _sql(self, text: str) -> str:
+        return text if self._placeholder == "?" else text.replace("?", self._placeholder)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        self._cur.execute(self._sql(sql), tuple(params))
+        return self
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._cur.executemany(self._sql(sql), [tuple(r) for r in rows])
+
+    def fetchall(self) -> list[Sequence[Any]]:
+        return list(self._cur.fetchall())
+
+    def fetchone(self) -> Sequence[Any] | None:
+        return self._cur.fetchone()
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cur.rowcount)
 
 
 # -- conversions --------------------------------------------------------------------------------

@@ -20,49 +20,24 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import psycopg
 import pytest
-from psycopg import sql
 
 from detector.aggregation.windows import Point
 from detector.errors import ConfigError
 from detector.store import BACKENDS, Snapshot, Store, open_store
 from detector.types import OUTPUT_COLUMNS
 
-PG_URL = os.environ.get("DETECTOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = 1767600000  # 2026-01-05 08:00:00 UTC
 POINT_COLUMNS = ["timestamp", "series", "value", "denominator", "metric", "missing"]
 ANOMALY_COLUMNS = [*OUTPUT_COLUMNS, "metric"]
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-
-
-def _pg_admin() -> psycopg.Connection:
-    try:
-        return psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        reason = str(exc).strip()
-    pytest.fail(  # outside the except block: the message alone, without the chained traceback
-        f"PostgreSQL is not reachable at {PG_URL}: {reason}\nStart it (CI does) or point "
-        "DETECTOR_TEST_POSTGRES_URL at a server where the user may create schemas.",
-        pytrace=False,
-    )
-
-
-@pytest.fixture()
-def pg_url() -> Iterator[str]:
-    """``PG_URL`` with a fresh ``schema=t_<uuid>``, dropped (with its tables) afterwards."""
-    schema = f"t_{uuid.uuid4().hex}"
-    _pg_admin().close()  # fail here, with the message above, if there is no server
-    yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
-    with _pg_admin() as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -1,0 +1,227 @@
+"""From scored points to alerts: which series fire, which resolve, how bad it is.
+
+:class:`AlertTracker` reads scored output (the columns of ``detector score``, plus ``metric``
+and, for ratios, ``denominator``) in time order and keeps one open alert per series. An
+anomalous point opens an alert (or updates the open one's annotations: the latest value, the
+running impact); the first normal, scored point after it resolves it at that point's time. A
+change of *kind* (a spike turning into a level shift) resolves the old alert and opens a new
+one, because kind is a label and routes may depend on it.
+
+Labels: ``alertname`` (the metric), ``pipeline``, ``metric``, ``series``, ``kind``,
+``severity`` and the series' dimensions (``market=DE``). Severity is ``critical`` when the
+score or the business impact crosses the configured bounds, else ``warning``; it is decided when
+the alert opens, so that it stays one alert (the fingerprint hashes the labels).
+
+Impact is what the incident cost so far, in the metric's own unit: the sum over the episode of
+value minus expected (for a ratio, times the denominator: the payments that failed beyond the
+usual). A revenue drop says how much revenue is missing, not only that it is low.
+
+>>> import pandas as pd
+>>> t = pd.date_range("2026-01-01", periods=3, freq="5min", tz="UTC")
+>>> scored = pd.DataFrame({"timestamp": t, "series": "revenue{market=DE}", "metric": "revenue",
+...     "value": [10.0, 0.0, 100.0], "expected": 100.0, "lower": 50.0, "upper": 150.0,
+...     "score": [0.1, 0.97, 0.1], "is_anomaly": [False, True, False],
+...     "kind": ["", "dip", ""], "reason": ["", "revenue dropped to 0", ""]})
+>>> tracker = AlertTracker("shop", units={"revenue": "EUR"})
+>>> [(a.status, a.labels["severity"], a.annotations["impact"]) for a in tracker.update(scored)]
+[('firing', 'critical', '-100 EUR'), ('resolved', 'critical', '-100 EUR')]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from detector.alerting.model import Alert
+
+__all__ = ["AlertTracker", "SeverityRules", "series_labels"]
+
+_LABELS = re.compile(r"^([^{]*)(?:\{(.*)\})?$")
+
+
+def series_labels(series: str) -> dict[str, str]:
+    """The dimensions of ``orders{market=DE,category=tv}`` as labels.
+
+    >>> series_labels("orders{market=DE,category=tv}")
+    {'market': 'DE', 'category': 'tv'}
+    """
+    m = _LABELS.match(series)
+    if not m or not m.group(2):
+        return {}
+    return dict(p.split("=", 1) for p in m.group(2).split(",") if "=" in p)
+
+
+@dataclass(frozen=True)
+class SeverityRules:
+    """When an alert is ``critical`` rather than ``warning``.
+
+    ``score``: the detector's score (0..1; 0.5 is the threshold, 0.9 about three times it).
+    ``impact``: absolute impact per window in the metric's unit, per metric name.
+    ``kinds``: kinds that are always critical (a stale currency feed prices everything wrong).
+    """
+
+    score: float = 0.9
+    impact: Mapping[str, float] = field(default_factory=dict)
+    kinds: tuple[str, ...] = ("stale",)
+
+    def of(self, metric: str, kind: str, score: float, impact: float) -> str:
+        if kind in self.kinds or (math.isfinite(score) and score >= self.score):
+            return "critical"
+        bound = self.impact.get(metric)
+        if bound is not None and math.isfinite(impact) and abs(impact) >= bound:
+            return "critical"
+        return "warning"
+
+
+def _num(x: Any) -> float:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return math.nan
+    return f
+
+
+def _fmt(x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x:,.0f}" if abs(x) >= 100 or x == int(x) else f"{x:,.4g}"
+
+
+@dataclass
+class _Open:
+    alert: Alert
+    impact: float
+    last: pd.Timestamp
+
+
+class AlertTracker:
+    """Turns scored points into alert transitions, one open alert per series."""
+
+    def __init__(
+        self,
+        pipeline: str,
+        *,
+        severity: SeverityRules | None = None,
+        units: Mapping[str, str] | None = None,
+        link: str | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.severity = severity or SeverityRules()
+        self.units = dict(units or {})  # metric -> unit of its impact ("EUR", "orders")
+        self.link = link  # a URL template with {series}, {metric}, {start}
+        self.open: dict[str, _Open] = {}
+        self.seen: dict[str, pd.Timestamp] = {}  # series -> last point processed
+
+    # -- state, for the consumer's snapshot -------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "open": {s: (o.alert.to_dict(), o.impact, o.last.value) for s, o in self.open.items()},
+            "seen": {s: t.value for s, t in self.seen.items()},
+        }
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        self.open = {
+            s: _Open(Alert.from_dict(a), impact, pd.Timestamp(last, tz="UTC"))
+            for s, (a, impact, last) in snap.get("open", {}).items()
+        }
+        self.seen = {s: pd.Timestamp(t, tz="UTC") for s, t in snap.get("seen", {}).items()}
+
+    # -- transitions ------------------------------------------------------------------------
+
+    def update(self, scored: pd.DataFrame) -> list[Alert]:
+        """Alert transitions (opened, changed, resolved) with these points, in time order.
+
+        Points at or before the last one processed for their series are skipped: a re-scored
+        window (late data) does not replay transitions.
+        """
+        if scored.empty:
+            return []
+        frame = scored.sort_values(["timestamp", "series"], kind="stable")
+        ts = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"], utc=True))
+        series = frame["series"].astype(str).to_numpy()
+        metric = (
+            frame["metric"].astype(str).to_numpy()
+            if "metric" in frame
+            else np.array([s.partition("{")[0] for s in series], dtype=object)
+        )
+        anomalous = frame["is_anomaly"].fillna(False).astype(bool).to_numpy()
+        scored_ok = frame["score"].notna().to_numpy()
+        den = frame["denominator"].to_numpy(float) if "denominator" in frame else None
+        cols = {c: frame[c].to_numpy() for c in ("value", "expected", "lower", "upper", "score")}
+        kinds, reasons = frame["kind"].fillna("").to_numpy(), frame["reason"].fillna("").to_numpy()
+        changed: list[Alert] = []
+        for i in range(len(frame)):
+            s, t = series[i], ts[i]
+            last = self.seen.get(s)
+            if last is not None and t <= last:
+                continue
+            self.seen[s] = t
+            cur = self.open.get(s)
+            if anomalous[i]:
+                value, expected = _num(cols["value"][i]), _num(cols["expected"][i])
+                delta = value - expected
+                if den is not None and math.isfinite(_num(den[i])) and metric[i] in self.units:
+                    delta *= _num(den[i])
+                delta = delta if math.isfinite(delta) else 0.0
+                kind = str(kinds[i])
+                if cur is not None and cur.alert.labels.get("kind") != kind:
+                    changed.append(cur.alert.resolved(t))
+                    del self.open[s]
+                    cur = None
+                impact = delta + (cur.impact if cur else 0.0)
+                annotations = self._annotations(s, str(metric[i]), cols, i, str(reasons[i]), impact)
+                if cur is None:
+                    labels = {
+                        **series_labels(s),
+                        "alertname": str(metric[i]),
+                        "pipeline": self.pipeline,
+                        "metric": str(metric[i]),
+                        "series": s,
+                        "kind": kind,
+                        "severity": self.severity.of(
+                            str(metric[i]), kind, _num(cols["score"][i]), delta
+                        ),
+                    }
+                    annotations["started"] = t.isoformat()
+                    alert = Alert(labels, t, annotations)
+                else:
+                    annotations["started"] = cur.alert.annotations.get("started", "")
+                    alert = Alert(cur.alert.labels, cur.alert.starts_at, annotations)
+                self.open[s] = _Open(alert, impact, t)
+                changed.append(alert)
+            elif cur is not None and scored_ok[i]:
+                alert = cur.alert.resolved(t)
+                changed.append(alert)
+                del self.open[s]
+        return changed
+
+    def _annotations(
+        self,
+        series: str,
+        metric: str,
+        cols: Mapping[str, np.ndarray],
+        i: int,
+        reason: str,
+        impact: float,
+    ) -> dict[str, str]:
+        unit = self.units.get(metric, metric)
+        out = {
+            "reason": reason,
+            "value": _fmt(_num(cols["value"][i])),
+            "expected": _fmt(_num(cols["expected"][i])),
+            "lower": _fmt(_num(cols["lower"][i])),
+            "upper": _fmt(_num(cols["upper"][i])),
+            "score": f"{_num(cols['score'][i]):.3f}",
+            "impact": f"{'+' if impact > 0 else ''}{_fmt(impact)} {unit}",
+            "summary": f"{series}: {reason}" if reason else series,
+        }
+        if self.link:
+            out["link"] = self.link.format(series=series, metric=metric)
+        return out
