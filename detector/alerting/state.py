@@ -346,6 +346,15 @@ class AlertState:
                 (next_us, attempted_us, error, self.pipeline, key, PENDING),
             )
 
+    def release(self, key: str, owner: str) -> None:
+        """Give a claimed row back untried (the breaker opened before its turn)."""
+        with self.store.transaction(write=True) as cur:
+            cur.execute(
+                """UPDATE detector_outbox SET lease_owner = NULL, lease_until_us = NULL
+                WHERE pipeline = ? AND key = ? AND lease_owner = ? AND state = ?""",
+                (self.pipeline, key, owner, PENDING),
+            )
+
     def _finish(self, key: str, owner: str, state: str, now_us: int, error: str | None) -> None:
         with self.store.transaction(write=True) as cur:
             cur.execute(

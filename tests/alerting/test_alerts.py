@@ -1,0 +1,182 @@
+"""Alert transitions from scored points, and escalation of unacknowledged alerts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from detector.alerting.alerts import AlertTracker, SeverityRules
+from detector.alerting.escalation import EscalationPolicy, Escalator
+from detector.alerting.model import Alert, Notification
+
+T0 = pd.Timestamp("2026-03-02T10:00Z")
+STEP = pd.Timedelta("5min")
+
+
+def scored(series: str, rows: list[tuple], *, den: list[float] | None = None) -> pd.DataFrame:
+    """rows: (is_anomaly, kind, value, expected, score) per 5-minute step from T0."""
+    frame = pd.DataFrame(
+        {
+            "timestamp": [T0 + i * STEP for i in range(len(rows))],
+            "series": series,
+            "metric": series.partition("{")[0],
+            "value": [r[2] for r in rows],
+            "expected": [r[3] for r in rows],
+            "lower": 0.0,
+            "upper": 1e9,
+            "score": [r[4] for r in rows],
+            "is_anomaly": [r[0] for r in rows],
+            "kind": [r[1] for r in rows],
+            "reason": [f"{r[1]} at {i}" if r[0] else "" for i, r in enumerate(rows)],
+        }
+    )
+    if den is not None:
+        frame["denominator"] = den
+    return frame
+
+
+N = (False, "", 100.0, 100.0, 0.1)  # a normal point
+
+
+def dip(value: float = 0.0, score: float = 0.7) -> tuple:
+    return (True, "dip", value, 100.0, score)
+
+
+CASES = {
+    "quiet": ([N, N, N], [], 0),
+    "open then resolve": ([N, dip(), dip(), N], ["firing@1", "firing@1", "resolved@1"], 0),
+    "still open": ([N, dip(), dip()], ["firing@1", "firing@1"], 1),
+    "unscored point does not resolve": (
+        [dip(), (False, "", float("nan"), float("nan"), float("nan")), N],
+        ["firing@0", "resolved@0"],
+        0,
+    ),
+    "kind change resolves and reopens": (
+        [dip(), (True, "level_shift", 50.0, 100.0, 0.8), N],
+        ["firing@0", "resolved@0", "firing@1", "resolved@1"],
+        0,
+    ),
+}
+
+
+@pytest.mark.parametrize(("rows", "expected", "still_open"), CASES.values(), ids=CASES.keys())
+def test_transitions(rows, expected, still_open):
+    tracker = AlertTracker("shop")
+    got = tracker.update(scored("orders{market=DE}", rows))
+    assert [f"{a.status}@{(a.starts_at - T0) // STEP}" for a in got] == expected
+    assert len(tracker.open) == still_open
+
+
+def test_labels_annotations_and_impact():
+    rows = [N, dip(20.0, 0.6), dip(40.0, 0.6), N]
+    tracker = AlertTracker("shop", units={"revenue": "EUR"}, link="http://r/{metric}")
+    first, second, resolved = tracker.update(scored("revenue{market=DE}", rows))
+    assert first.labels == {
+        "alertname": "revenue",
+        "kind": "dip",
+        "market": "DE",
+        "metric": "revenue",
+        "pipeline": "shop",
+        "series": "revenue{market=DE}",
+        "severity": "warning",
+    }
+    assert first.fingerprint == second.fingerprint == resolved.fingerprint
+    assert (first.annotations["impact"], second.annotations["impact"]) == ("-80 EUR", "-140 EUR")
+    assert second.annotations["value"] == "40" and second.annotations["expected"] == "100"
+    assert second.annotations["link"] == "http://r/revenue"
+    assert resolved.ends_at == T0 + 3 * STEP
+
+
+def test_ratio_impact_counts_the_missing_successes():
+    rows = [N, (True, "dip", 0.5, 0.9, 0.7), N]
+    tracker = AlertTracker("shop", units={"payment_success_rate": "payments"})
+    (a, _) = tracker.update(scored("payment_success_rate{provider=adyen}", rows, den=[10, 200, 10]))
+    assert a.annotations["impact"] == "-80 payments"
+
+
+SEVERITY = {
+    "low score": ("orders", "dip", 0.6, -10, "warning"),
+    "high score": ("orders", "dip", 0.95, -10, "critical"),
+    "stale is critical": ("fx_update_age", "stale", 0.6, 0, "critical"),
+    "impact over bound": ("revenue", "dip", 0.6, -5000, "critical"),
+    "impact under bound": ("revenue", "dip", 0.6, -50, "warning"),
+}
+
+
+@pytest.mark.parametrize(
+    ("metric", "kind", "score", "impact", "want"), SEVERITY.values(), ids=SEVERITY.keys()
+)
+def test_severity(metric, kind, score, impact, want):
+    assert SeverityRules(impact={"revenue": 1000}).of(metric, kind, score, impact) == want
+
+
+def test_replayed_points_do_not_repeat_transitions_and_state_survives_a_snapshot():
+    frame = scored("orders{market=DE}", [N, dip(), dip(), N])
+    tracker = AlertTracker("shop")
+    tracker.update(frame.iloc[:2])
+    again = AlertTracker("shop")
+    again.restore(tracker.snapshot())
+    assert again.update(frame.iloc[:2]) == []  # already seen
+    assert [a.status for a in again.update(frame)] == ["firing", "resolved"]
+    assert [a.status for a in tracker.update(frame)] == ["firing", "resolved"]
+
+
+# -- escalation --------------------------------------------------------------------------------
+
+POLICY = EscalationPolicy(
+    name="payments",
+    matchers=['alertname="payment_success_rate"'],
+    levels=[{"after": "15m", "receiver": "pager"}, {"after": "45m", "receiver": "phone"}],
+)
+PAY = Alert({"alertname": "payment_success_rate", "provider": "adyen"}, T0)
+ORDERS = Alert({"alertname": "orders", "market": "DE"}, T0)
+M = pd.Timedelta("1min")
+
+
+def first_notice(esc: Escalator, *alerts: Alert) -> None:
+    esc.observe([Notification.build("chat", "g", {}, alerts)], at=T0)
+
+
+ESCALATION = {
+    "not yet": (14 * M, set(), False, []),
+    "first level": (15 * M, set(), False, [("pager", 1)]),
+    "both levels at once when late": (50 * M, set(), False, [("pager", 1), ("phone", 2)]),
+    "acked": (50 * M, {PAY.fingerprint}, False, []),
+    "muted": (50 * M, set(), True, []),
+}
+
+
+@pytest.mark.parametrize(
+    ("after", "acked", "muted", "want"), ESCALATION.values(), ids=ESCALATION.keys()
+)
+def test_escalation_levels(after, acked, muted, want):
+    esc = Escalator([POLICY])
+    first_notice(esc, PAY, ORDERS)  # orders matches no policy
+    got = esc.due(T0 + after, acked=acked, muted=lambda a: muted)
+    assert [(n.receiver, n.level) for n in got] == want
+    assert all(n.alerts == (PAY,) for n in got)
+
+
+def test_escalated_receivers_get_the_resolved_notice_and_state_survives_restart():
+    esc = Escalator([POLICY])
+    first_notice(esc, PAY)
+    esc.due(T0 + 20 * M)
+    again = Escalator([POLICY])
+    again.restore(esc.snapshot())
+    assert again.next_due() == T0 + 45 * M
+    notes = again.resolve([PAY.resolved(T0 + 30 * M)], at=T0 + 30 * M)
+    assert [(n.receiver, n.status) for n in notes] == [("pager", "resolved")]
+    assert again.due(T0 + 60 * M) == []
+
+
+def test_escalation_keys_are_deterministic():
+    a, b = Escalator([POLICY]), Escalator([POLICY])
+    first_notice(a, PAY), first_notice(b, PAY)
+    assert [n.key for n in a.due(T0 + 15 * M)] == [n.key for n in b.due(T0 + 16 * M)]
+
+
+def test_policy_validation():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        EscalationPolicy(
+            name="x", levels=[{"after": "1h", "receiver": "a"}, {"after": "5m", "receiver": "b"}]
+        )
