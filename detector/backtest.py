@@ -52,6 +52,7 @@ class BacktestResult:
     bad_values: dict[str, int]
     outdir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    notifications: dict[str, Any] | None = None  # the router's dry run, when asked for
 
     @property
     def anomalies(self) -> pd.DataFrame:
@@ -228,6 +229,7 @@ def run_backtest(
     report: bool = True,
     evaluation: Any = None,
     summary_extra: dict[str, Any] | None = None,
+    notifications: bool = False,
 ) -> BacktestResult:
     """Aggregate, score, and write the four outputs (see the module docstring)."""
     out = Path(outdir)
@@ -258,6 +260,11 @@ def run_backtest(
     )  # fmt: skip
     write_scores(result.anomalies, str(files["anomalies"]))
     write_scores(scores, str(files["scores"]))
+    if notifications:
+        from detector.alerting.dryrun import dry_run
+
+        files["notifications"] = out / "notifications.jsonl"
+        result.notifications = dry_run(pipeline, scores, files["notifications"], metrics)
     if report:
         files["report"] = out / "report.html"
         write_html_report(result, pipeline, files["report"], evaluation, summary_extra)

@@ -44,6 +44,11 @@ def _progress_total(paths: tuple[str, ...]) -> int:
 @click.option("-o", "--output", "outdir", required=True, help="Output directory.")
 @causal_option
 @click.option("--no-report", is_flag=True, help="Skip report.html (faster).")
+@click.option(
+    "--notifications",
+    is_flag=True,
+    help="Run the alert router in dry-run mode: OUTDIR/notifications.jsonl (nothing is sent).",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a tty).")
 @_fail_cleanly
 def backtest(
@@ -52,6 +57,7 @@ def backtest(
     outdir: str,
     causal: bool,
     no_report: bool,
+    notifications: bool,
     progress: bool | None,
 ) -> None:
     """Aggregate EVENTS (JSONL, CSV or Parquet; .gz allowed) and score them as the stream would.
@@ -82,7 +88,13 @@ def backtest(
         else _NoBar() as bar,
     ):
         result = run_backtest(
-            pipeline, events, outdir, causal=causal, progress=bar.update, report=not no_report
+            pipeline,
+            events,
+            outdir,
+            causal=causal,
+            progress=bar.update,
+            report=not no_report,
+            notifications=notifications,
         )
     _print_run(result, time.perf_counter() - started)
 
@@ -116,8 +128,16 @@ def _print_run(result: Any, seconds: float) -> None:
     )
     for reason, n in sorted(result.rejected_by_reason.items(), key=lambda kv: -kv[1])[:8]:
         click.echo(f"  rejected {n:>6,}  {reason}", err=True)
+    if result.notifications is not None:
+        n = result.notifications
+        per = ", ".join(f"{k}: {v}" for k, v in n["by receiver"].items()) or "none"
+        click.echo(
+            f"alert router (dry run): {n['alerts fired']} alerts fired, {n['notifications']} "
+            f"notifications ({per})",
+            err=True,
+        )
     for name, path in result.files.items():
-        click.echo(f"  {name:<9} {path}", err=True)
+        click.echo(f"  {name:<13} {path}", err=True)
 
 
 @main.command()

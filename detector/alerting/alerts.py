@@ -110,8 +110,10 @@ class AlertTracker:
         severity: SeverityRules | None = None,
         units: Mapping[str, str] | None = None,
         link: str | None = None,
+        ratios: frozenset[str] | set[str] = frozenset(),
     ) -> None:
         self.pipeline = pipeline
+        self.ratios = frozenset(ratios)  # ratio metrics: impact counts denominator units
         self.severity = severity or SeverityRules()
         self.units = dict(units or {})  # metric -> unit of its impact ("EUR", "orders")
         self.link = link  # a URL template with {series}, {metric}, {start}
@@ -136,7 +138,11 @@ class AlertTracker:
     # -- transitions ------------------------------------------------------------------------
 
     def update(self, scored: pd.DataFrame) -> list[Alert]:
-        """Alert transitions (opened, changed, resolved) with these points, in time order.
+        """Alert transitions (opened, changed, resolved) with these points, in time order."""
+        return [a for _, a in self.transitions(scored)]
+
+    def transitions(self, scored: pd.DataFrame) -> list[tuple[pd.Timestamp, Alert]]:
+        """:meth:`update` with the time of the point that caused each transition.
 
         Points at or before the last one processed for their series are skipped: a re-scored
         window (late data) does not replay transitions.
@@ -156,7 +162,7 @@ class AlertTracker:
         den = frame["denominator"].to_numpy(float) if "denominator" in frame else None
         cols = {c: frame[c].to_numpy() for c in ("value", "expected", "lower", "upper", "score")}
         kinds, reasons = frame["kind"].fillna("").to_numpy(), frame["reason"].fillna("").to_numpy()
-        changed: list[Alert] = []
+        changed: list[tuple[pd.Timestamp, Alert]] = []
         for i in range(len(frame)):
             s, t = series[i], ts[i]
             last = self.seen.get(s)
@@ -167,12 +173,12 @@ class AlertTracker:
             if anomalous[i]:
                 value, expected = _num(cols["value"][i]), _num(cols["expected"][i])
                 delta = value - expected
-                if den is not None and math.isfinite(_num(den[i])) and metric[i] in self.units:
+                if den is not None and metric[i] in self.ratios and math.isfinite(_num(den[i])):
                     delta *= _num(den[i])
                 delta = delta if math.isfinite(delta) else 0.0
                 kind = str(kinds[i])
                 if cur is not None and cur.alert.labels.get("kind") != kind:
-                    changed.append(cur.alert.resolved(t))
+                    changed.append((t, cur.alert.resolved(t)))
                     del self.open[s]
                     cur = None
                 impact = delta + (cur.impact if cur else 0.0)
@@ -195,10 +201,10 @@ class AlertTracker:
                     annotations["started"] = cur.alert.annotations.get("started", "")
                     alert = Alert(cur.alert.labels, cur.alert.starts_at, annotations)
                 self.open[s] = _Open(alert, impact, t)
-                changed.append(alert)
+                changed.append((t, alert))
             elif cur is not None and scored_ok[i]:
                 alert = cur.alert.resolved(t)
-                changed.append(alert)
+                changed.append((t, alert))
                 del self.open[s]
         return changed
 

@@ -45,6 +45,7 @@ from detector.store.base import Cursor, SqlStore
 __all__ = ["AlertRow", "AlertState", "OutboxRow", "SilenceRow", "episode_id", "now_us"]
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+ANY = "*"  # the pipeline of a silence made without one: it applies to every pipeline
 
 
 def now_us() -> int:
@@ -80,6 +81,7 @@ class OutboxRow:
 class AlertRow:
     """One alert episode as ``detector alerts list`` shows it."""
 
+    pipeline: str
     id: str
     alert: Alert
     acked_by: str | None
@@ -104,7 +106,9 @@ class SilenceRow:
 class AlertState:
     """The router's tables for one pipeline, over a :class:`~detector.store.base.SqlStore`."""
 
-    def __init__(self, store: Any, pipeline: str) -> None:
+    def __init__(self, store: Any, pipeline: str | None) -> None:
+        """``pipeline`` None: alerts of every pipeline (the CLI without ``--pipeline``);
+        silences made so apply to every pipeline. The outbox always needs a pipeline."""
         if not isinstance(store, SqlStore):
             raise DetectorError(f"the alert router needs a SQL store, not {type(store).__name__}")
         self.store: SqlStore = store
@@ -139,9 +143,9 @@ class AlertState:
     def alerts(self, *, state: str | None = None, at: pd.Timestamp | None = None) -> list[AlertRow]:
         """Alert episodes, newest first; ``state`` firing, resolved, acked or silenced."""
         at = at or pd.Timestamp.now(tz="UTC")
-        sql = """SELECT id, labels, annotations, starts_us, ends_us, acked_by, ack_until_us,
-            ack_comment, feedback FROM detector_alerts WHERE pipeline = ?"""
-        params: list[Any] = [self.pipeline]
+        sql = """SELECT pipeline, id, labels, annotations, starts_us, ends_us, acked_by,
+            ack_until_us, ack_comment, feedback FROM detector_alerts WHERE """
+        sql, params = self._mine(sql)
         if state in ("firing", "acked", "silenced"):
             sql += " AND ends_us IS NULL"
         elif state == "resolved":
@@ -151,17 +155,24 @@ class AlertState:
         out = [
             AlertRow(
                 r[0],
-                Alert(orjson.loads(r[1]), _ts(r[3]), orjson.loads(r[2]), _ts(r[4])),
-                r[5],
-                _ts(r[6]),
-                r[7],
+                r[1],
+                Alert(orjson.loads(r[2]), _ts(r[4]), orjson.loads(r[3]), _ts(r[5])),
+                r[6],
+                _ts(r[7]),
                 r[8],
+                r[9],
             )
             for r in rows
         ]
         if state == "acked":
             out = [r for r in out if r.acked(at)]
         return out
+
+    def _mine(self, sql: str) -> tuple[str, list[Any]]:
+        """``sql`` (ending in WHERE) restricted to this pipeline, or to none when it is None."""
+        if self.pipeline is None:
+            return sql + "1 = 1", []
+        return sql + "pipeline = ?", [self.pipeline]
 
     def find(self, prefix: str) -> AlertRow:
         """The alert whose id (or fingerprint) starts with ``prefix``; a clear error if not one."""
@@ -171,7 +182,9 @@ class AlertState:
             rows = [r for r in self.alerts() if r.alert.fingerprint.startswith(prefix)][:1]
         if not rows:
             raise DetectorError(
-                f"no alert with id {prefix!r} in pipeline {self.pipeline!r}; "
+                f"no alert with id {prefix!r}"
+                + (f" in pipeline {self.pipeline!r}" if self.pipeline else "")
+                + "; "
                 "`detector alerts list` shows the ids"
             )
         if len(rows) > 1:
@@ -189,7 +202,7 @@ class AlertState:
             cur.execute(
                 """UPDATE detector_alerts SET acked_by = ?, acked_us = ?, ack_until_us = ?,
                 ack_comment = ? WHERE pipeline = ? AND id = ?""",
-                (by, now_us, _us(until), comment, self.pipeline, row.id),
+                (by, now_us, _us(until), comment, row.pipeline, row.id),
             )
         return self.find(row.id)
 
@@ -200,7 +213,7 @@ class AlertState:
             cur.execute(
                 """UPDATE detector_alerts SET feedback = ?, feedback_comment = ?
                 WHERE pipeline = ? AND id = ?""",
-                (feedback, comment, self.pipeline, row.id),
+                (feedback, comment, row.pipeline, row.id),
             )
         return self.find(row.id)
 
@@ -235,7 +248,7 @@ class AlertState:
                 created_by, comment, created_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (pipeline, id) DO NOTHING""",
                 (
-                    self.pipeline,
+                    self.pipeline or ANY,
                     sid,
                     orjson.dumps(list(matchers)).decode(),
                     _us(starts_at),
@@ -250,8 +263,8 @@ class AlertState:
     def silences(self, *, active_at_us: int | None = None) -> list[SilenceRow]:
         """Silences, optionally only those not yet over at ``active_at_us``."""
         sql = """SELECT id, matchers, starts_us, ends_us, created_by, comment
-            FROM detector_silences WHERE pipeline = ?"""
-        params: list[Any] = [self.pipeline]
+            FROM detector_silences WHERE pipeline IN (?, ?)"""
+        params: list[Any] = [self.pipeline or ANY, ANY]
         if active_at_us is not None:
             sql += " AND ends_us > ?"
             params.append(active_at_us)
@@ -264,8 +277,9 @@ class AlertState:
     def expire_silence(self, silence_id: str, now: int) -> None:
         with self.store.transaction(write=True) as cur:
             n = cur.execute(
-                "UPDATE detector_silences SET ends_us = ? WHERE pipeline = ? AND id LIKE ?",
-                (now, self.pipeline, f"{silence_id}%"),
+                """UPDATE detector_silences SET ends_us = ?
+                WHERE pipeline IN (?, ?) AND id LIKE ?""",
+                (now, self.pipeline or ANY, ANY, f"{silence_id}%"),
             ).rowcount
         if n != 1:
             raise DetectorError(f"no single silence with id {silence_id!r}")

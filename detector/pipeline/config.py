@@ -44,7 +44,14 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+)
 
 from detector.errors import ConfigError
 
@@ -248,6 +255,27 @@ class Pipeline(_Strict):
     alerting: dict[str, Any] = Field(default_factory=dict)  # read by the alert router
     store: Store = Field(default_factory=Store)
     source_file: str = Field("<string>", exclude=True)
+    _alerting: Any = PrivateAttr(default=None)  # the parsed `alerting:` section
+
+    @property
+    def alerting_config(self) -> Any:
+        """The ``alerting:`` section as a :class:`detector.alerting.config.AlertingConfig`."""
+        if self._alerting is None:
+            from detector.alerting.config import parse_alerting
+
+            cfg, errors, problems = parse_alerting(self.alerting)
+            if cfg is None or problems:
+                issues = [
+                    _issue({**e, "loc": ("alerting", *e["loc"])}, {}, self.source_file)
+                    for e in errors
+                ]
+                issues += [
+                    ConfigIssue(self.source_file, None, _path(("alerting", *loc)), m)
+                    for loc, m in problems
+                ]
+                raise PipelineError(issues)
+            self._alerting = cfg
+        return self._alerting
 
     def model_post_init(self, _context: Any) -> None:
         # Fill each metric's window, lateness, model and sensitivity from the defaults, once, so
@@ -407,9 +435,21 @@ def parse_pipeline(text: str, *, source: str = "<string>") -> Pipeline:
     except ValidationError as exc:
         issues += [_issue(err, lines, source) for err in exc.errors()]
     issues += _cross_checks(doc, lines, source)
+    alerting = None
+    if isinstance(doc.get("alerting"), dict):
+        from detector.alerting.config import parse_alerting
+
+        alerting, errors, problems = parse_alerting(doc["alerting"])
+        issues += [_issue({**e, "loc": ("alerting", *e["loc"])}, lines, source) for e in errors]
+        issues += [
+            ConfigIssue(source, _line_for(lines, ("alerting", *loc)), _path(("alerting", *loc)), m)
+            for loc, m in problems
+        ]
     if issues or pipeline is None:
         issues.sort(key=lambda i: (i.line or 0, i.path))
         raise PipelineError(issues)
+    if alerting is not None:
+        pipeline._alerting = alerting
     return pipeline
 
 
@@ -420,6 +460,10 @@ def _fields_at(loc: tuple) -> list[str]:
     as in ``emitters.shop-api``), a model consumes a field name.
     """
     tp: Any = Pipeline
+    if loc[:1] == ("alerting",):  # a raw mapping here, validated by the alert router's models
+        from detector.alerting.config import AlertingConfig
+
+        tp, loc = AlertingConfig, loc[1:]
     for part in loc:
         tp = _strip(tp)
         if typing.get_origin(tp) in (list, dict):

@@ -17,6 +17,13 @@ Scoring is causal (each window judged from earlier windows only), so scoring a w
 batch it closes or a few batches later gives the same verdict: the runner scores as soon as it
 has read the backlog, and while catching up on one at most every ``score_every`` seconds, so
 that it does not re-fit the models for every batch.
+
+Alerting: the scored windows go through the pipeline's alert router
+(:mod:`detector.alerting`), on the wall clock. Alert episodes and the notifications the router
+decides to send are written to the store in the same commit as the offsets and the router's
+state, so a crash neither loses a notification nor makes a different one: a replay produces
+the same notifications with the same idempotency keys. A background sender (one thread per
+receiver) delivers the store's outbox; scoring never waits for a receiver.
 """
 
 from __future__ import annotations
@@ -58,6 +65,8 @@ class RunStats:
     dead_letters: int = 0
     points: int = 0
     anomalies: int = 0
+    alerts: int = 0  # alert transitions (opened, updated, resolved)
+    notifications: int = 0  # written to the outbox
     commits: int = 0
     scorings: int = 0
     errors: int = 0
@@ -87,6 +96,8 @@ class StreamRunner:
         idle_partition: float = 2.0,
         commit_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        alerting: bool = True,
+        wall: Callable[[], pd.Timestamp] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -114,6 +125,20 @@ class StreamRunner:
         self._dirty = False  # records read since the last commit
         self._heard: dict[TopicPartition, float] = {}
         self._started = self._idle_checked = clock()
+        # The alert router, its durable state and the sender (None with alerting=False).
+        self.wall = wall or (lambda: pd.Timestamp.now(tz="UTC"))
+        self.router: Any = None
+        self.alert_state: Any = None
+        self.sender: Any = None
+        self._alert_writes: list[Any] = []  # alert transitions since the last commit
+        self._notes: list[Any] = []  # notifications since the last commit
+        self._refreshed = -float("inf")
+        if alerting:
+            from detector.alerting.router import Router
+            from detector.alerting.state import AlertState
+
+            self.router = Router.for_pipeline(pipeline)
+            self.alert_state = AlertState(store, pipeline.name)
 
     # ----------------------------------------------------------------------------------------
 
@@ -122,8 +147,10 @@ class StreamRunner:
         come for ``max_idle`` seconds; then commit, leave the group and return."""
         stop = self._stop = stop or threading.Event()
         self._load()
+        self._start_sender()
         self._source = self._open_source(stop, max_idle)
         if self._source is None:  # stopped while waiting for the broker
+            self._stop_sender()
             return self.stats
         last_record = last_score = last_commit = self.clock()
         # a join takes up to about the session timeout; past that, no partitions is idleness
@@ -169,8 +196,10 @@ class StreamRunner:
                 if self._unscored and (caught_up or now - last_score >= self.score_every):
                     anomalies = self._score(self._pending)
                     last_score = now
+                self._route()
                 due = anomalies is not None or caught_up or now - last_commit >= self.commit_every
-                if due and (self._dirty or self._pending or anomalies is not None):
+                routed = bool(self._notes or self._alert_writes)
+                if due and (self._dirty or self._pending or anomalies is not None or routed):
                     scored_now = bool(points) and anomalies is not None
                     self._commit(anomalies)
                     last_commit = now
@@ -178,8 +207,11 @@ class StreamRunner:
                         self.stats.score_latency.append(self.clock() - now)
                 if max_idle is not None and not records and now - last_record >= max_idle:
                     break
-            self._commit(self._score(self._pending))
+            final = self._score(self._pending)
+            self._route()
+            self._commit(final)
         finally:
+            self._stop_sender()
             self._source.close()
             if self._producer is not None:
                 self._producer.close(timeout=10)
@@ -226,6 +258,8 @@ class StreamRunner:
         if snap.state is not None:
             state = pickle.loads(snap.state)  # our own store's bytes (see snapshot())
             self.agg.restore(state["aggregator"])
+            if self.router is not None and state.get("router") is not None:
+                self.router.restore(state["router"])
             self.scored_until = state["scored_until"]
             self._unscored = state["unscored"]
             log.info("resuming %s/%s at %s", self.pipeline.name, self.group, self.offsets)
@@ -239,6 +273,7 @@ class StreamRunner:
                 "aggregator": self.agg.snapshot(),
                 "scored_until": self.scored_until,
                 "unscored": self._unscored,
+                "router": None if self.router is None else self.router.snapshot(),
             },
             protocol=5,
         )
@@ -351,6 +386,13 @@ class StreamRunner:
         if self.scored_until is not None:
             scores = scores.loc[scores["timestamp"] > self.scored_until]
         found = scores.loc[scores["is_anomaly"].astype(bool)]
+        if self.router is not None and len(scores):
+            if "denominator" in fresh:  # ratio impact counts denominator units
+                den = history[["timestamp", "series", "denominator"]]
+                scores = scores.merge(den, on=["timestamp", "series"], how="left")
+            changed = self.router.observe(scores, self.wall())
+            self._alert_writes += changed
+            self.stats.alerts += len(changed)
         self.scored_until = history["timestamp"].max()
         self._unscored = False
         self.stats.scorings += 1
@@ -359,10 +401,73 @@ class StreamRunner:
         self.stats.anomalies += len(found)
         return found
 
+    # -- alerting -----------------------------------------------------------------------------
+
+    def _start_sender(self) -> None:
+        if self.router is None:
+            return
+        from detector.alerting.receivers import build_receiver
+        from detector.alerting.sender import Sender
+
+        cfg = self.router.cfg
+        receivers = {r.name: build_receiver(r) for r in cfg.receivers}
+        self.sender = Sender(
+            self.alert_state,
+            receivers,
+            policies={r.name: r.retry.policy() for r in cfg.receivers},
+            breakers={r.name: r.breaker.build() for r in cfg.receivers},
+        ).start()
+
+    def _stop_sender(self) -> None:
+        if self.sender is None:
+            return
+        self.sender.stop(timeout=30)
+        for w in self.sender.workers.values():
+            close = getattr(w.receiver, "close", None)
+            if close is not None:
+                close()
+        self.sender = None
+
+    def _route(self) -> None:
+        """Refresh silences and acks now and then; collect notifications that fell due."""
+        if self.router is None:
+            return
+        now = self.wall()
+        tick = self.clock()
+        if tick - self._refreshed >= self.router.cfg.refresh:
+            self._refreshed = tick
+            try:
+                self._refresh(now)
+            except Exception as exc:  # the store is down: keep the last known, say so
+                log.warning("could not refresh silences and acks (%s)", exc)
+        wake = self.router.next_wakeup()
+        if wake is not None and wake <= now:
+            notes = self.router.flush(now)
+            self._notes += notes
+            self.stats.notifications += len(notes)
+
+    def _refresh(self, now: pd.Timestamp) -> None:
+        from detector.alerting.silences import Silence
+
+        state = self.alert_state
+        us = now.value // 1000
+        self.router.set_silences(
+            Silence(s.id, s.matchers, s.starts_at, s.ends_at, s.created_by, s.comment)
+            for s in state.silences(active_at_us=us)
+        )
+        self.router.set_acked(state.acked_fingerprints(us))
+
+    def _write_alerts(self, cur: Any) -> None:
+        now_us = self.wall().value // 1000
+        self.alert_state.write_alerts(cur, self._alert_writes, now_us)
+        self.alert_state.enqueue(self._notes, now_us, cur)
+
     def _commit(self, anomalies: pd.DataFrame | None = None) -> None:
         """Dead letters to the broker, then one store transaction (the pending points, the
-        anomalies, the state and the offsets); retried until it holds."""
+        anomalies, the alerts and notifications, the state and the offsets); retried until
+        it holds."""
         points = self._pending
+        routed = bool(self._alert_writes or self._notes)
         backoff = 0.5
         failures = 0
         while True:
@@ -376,8 +481,13 @@ class StreamRunner:
                     state=self._state(),
                     points=points,
                     anomalies=anomalies,
+                    also=self._write_alerts if routed else None,
                 )
                 self.stats.commits += 1
+                if routed:
+                    self._alert_writes, self._notes = [], []
+                    if self.sender is not None:
+                        self.sender.wake()
                 self.stats.points += len(points)
                 self._pending = []
                 self._dirty = False

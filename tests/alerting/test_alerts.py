@@ -89,7 +89,9 @@ def test_labels_annotations_and_impact():
 
 def test_ratio_impact_counts_the_missing_successes():
     rows = [N, (True, "dip", 0.5, 0.9, 0.7), N]
-    tracker = AlertTracker("shop", units={"payment_success_rate": "payments"})
+    tracker = AlertTracker(
+        "shop", units={"payment_success_rate": "payments"}, ratios={"payment_success_rate"}
+    )
     (a, _) = tracker.update(scored("payment_success_rate{provider=adyen}", rows, den=[10, 200, 10]))
     assert a.annotations["impact"] == "-80 payments"
 
