@@ -17,10 +17,13 @@ Whether a change "needs a notification" is Alertmanager's dedup rule, applied pe
 set of alerts last notified (its notification log). Muting happens when a group is looked at,
 through the ``muted(alert, route, now)`` callable (silences, inhibition, time intervals, acks,
 composed by the caller): muted alerts are left out and a group whose alerts are all muted sends
-nothing. One deliberate refinement: a resolved alert whose *firing* was notified in this group
-is sent as resolved even if it is muted now (the receiver was told it fires, so it must hear it
-stopped); a resolved alert that never went out as firing is sent only when not muted, and only
-alongside other news (Alertmanager's "the receiver does not know about them").
+nothing. Two deliberate refinements over Alertmanager: a resolved alert whose *firing* was
+notified in this group is sent as resolved even if it is muted now (the receiver was told it
+fires, so it must hear it stopped); and an episode that began and ended between two looks at
+its group (a backlog read in one go, an incident shorter than group_wait) is news in itself
+and is sent, as resolved, unless muted. Alertmanager drops such alerts; for business metrics
+an hour in which nothing sold is an incident even if it is over by the time it is scored, and
+``detector run`` catching up on a backlog must tell what a live run would have.
 
 There are no threads and no sleeps: the caller drives time with ``add(alerts, now)`` and
 ``flush(now)``, and :meth:`Dispatcher.next_wakeup` says when the next flush is due. Given the
@@ -211,6 +214,7 @@ class Dispatcher:
         muted = self.muted
         firing: dict[str, Alert] = {}
         resolved: dict[str, Alert] = {}
+        unseen: set[str] = set()  # episodes that began and ended between two looks
         gone: list[str] = []
         for fp, alert in group.alerts.items():
             aid = _alert_id(fp, alert)
@@ -219,8 +223,11 @@ class Dispatcher:
                     firing[aid] = alert
             else:
                 gone.append(fp)
-                if aid in group.notified or not muted(alert, route, now):
+                if aid in group.notified:
                     resolved[aid] = alert
+                elif not muted(alert, route, now):
+                    resolved[aid] = alert
+                    unseen.add(aid)
                 group.notified.discard(aid)
         for fp in gone:  # resolved alerts are looked at once, then leave the group
             del group.alerts[fp]
@@ -228,17 +235,21 @@ class Dispatcher:
             return None  # nothing, or everything muted: send nothing, keep the log as it is
         firing_ids, resolved_ids = frozenset(firing), frozenset(resolved)
         wants_resolved = self.send_resolved(route.receiver)
-        if not self._needs_update(group, firing_ids, resolved_ids, wants_resolved, now):
+        if not unseen and not self._needs_update(
+            group, firing_ids, resolved_ids, wants_resolved, now
+        ):
             return None
         group.last_firing, group.last_resolved, group.last_at = firing_ids, resolved_ids, now
         group.notified |= firing_ids
-        alerts = list(firing.values()) + (list(resolved.values()) if wants_resolved else [])
+        alerts = list(firing.values()) + [
+            a for aid, a in resolved.items() if wants_resolved or aid in unseen
+        ]
         if not alerts:
             return None  # all resolved and the receiver does not want that: logged, not sent
         content = (
             ",".join(sorted(firing_ids))
             + "|"
-            + ",".join(sorted(resolved_ids) if wants_resolved else ())
+            + ",".join(sorted(resolved_ids) if wants_resolved else sorted(unseen))
         )
         digest = hashlib.sha256(content.encode()).hexdigest()[:16]
         sequence = group.sequences.get(digest, 0)

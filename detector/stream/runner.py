@@ -410,7 +410,12 @@ class StreamRunner:
         from detector.alerting.sender import Sender
 
         cfg = self.router.cfg
-        receivers = {r.name: build_receiver(r) for r in cfg.receivers}
+        # The router has applied each receiver's send_resolved already (and sends an episode
+        # that began and ended unseen even so): the receivers themselves must not drop it.
+        receivers = {
+            r.name: build_receiver(r.model_copy(update={"send_resolved": True}))
+            for r in cfg.receivers
+        }
         self.sender = Sender(
             self.alert_state,
             receivers,

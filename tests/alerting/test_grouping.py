@@ -158,12 +158,19 @@ SCENARIOS: list[tuple[str, bool, list[tuple]]] = [
         ("resolve", "00:02:00", "a"), ("run", "00:59:00", []),
         ("run", "01:01:00", [("01:00:30", "b")]),  # the reminder shows what still fires
     ]),
+    # An episode over before its group was looked at is news (sent once, as resolved), even
+    # to a receiver that does not want resolved notices: it is the only word of the incident.
     ("fired-and-resolved-within-group-wait", True, [
-        ("fire", "0s", "a"), ("resolve", "10s", "a"), ("run", "01:00:00", []), ("groups", 0),
+        ("fire", "0s", "a"), ("resolve", "10s", "a"), ("run", "01:00:00", [("00:00:30", "/a")]),
+        ("groups", 0),
+    ]),
+    ("unseen-episode-without-send-resolved", False, [
+        ("fire", "0s", "a"), ("resolve", "10s", "a"), ("run", "01:00:00", [("00:00:30", "/a")]),
     ]),
     ("resolved-unknown-alert-ignored", True, [
         ("fire", "0s", "a"), ("resolve", "0s", "a"), ("groups", 1),
-        ("run", "00:01:00", []), ("groups", 0), ("resolve", "00:02:00", "a"), ("groups", 0),
+        ("run", "00:01:00", [("00:00:30", "/a")]), ("groups", 0),
+        ("resolve", "00:02:00", "a"), ("groups", 0), ("run", "00:10:00", []),
     ]),
     ("resolved-twice-sent-once", True, [
         ("fire", "0s", "a,b"), ("run", "00:01:00", [("00:00:30", "a,b")]),
