@@ -97,7 +97,7 @@ def list_(obj: _Context, state: str | None, as_json: bool) -> None:
     now = pd.Timestamp.now(tz="UTC")
     rows = st.alerts(state=state, at=now)
     silencer = None
-    if state in ("silenced", None):
+    if state in ("silenced", "firing", None):
         from detector.alerting.matchers import matches_all, parse_matchers
 
         active = [s for s in st.silences(active_at_us=now.value // 1000) if s.starts_at <= now]
