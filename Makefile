@@ -16,3 +16,5 @@ bench:
 	.venv/bin/python benchmarks/aggregation.py
 	.venv/bin/python benchmarks/stream.py
 	.venv/bin/python benchmarks/stream.py --latency
+	.venv/bin/python benchmarks/alert_routing.py
+	.venv/bin/python benchmarks/alert_latency.py

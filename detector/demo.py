@@ -108,7 +108,9 @@ def run_demo(
     labels_path = out / "labels.json"
     write_events(shop.events, events_path)
     save_labels(shop.labels, labels_path)
-    result = run_backtest(pipeline, [events_path], out, report=False, progress=progress)
+    result = run_backtest(
+        pipeline, [events_path], out, report=False, progress=progress, notifications=True
+    )
     report = evaluate(result.scores, shop.labels, start=shop.warmup_end)
     gaps = _gap_reports(shop, result.scores)
     from detector.backtest import write_html_report
@@ -148,8 +150,22 @@ def format_demo(demo: DemoResult) -> str:
         f"Events: {c.get('events', 0):,} read, {c.get('rejected', 0):,} rejected with a reason "
         f"({c.get('late', 0)} late), {c.get('duplicate', 0)} duplicates counted once."
     )
+    n = demo.result.notifications
+    if n is not None:
+        per: dict[str, int] = {}
+        for key, count in n["by receiver"].items():
+            receiver = key.rsplit(" ", 1)[0]
+            per[receiver] = per.get(receiver, 0) + count
+        lines.append(
+            f"Alert router (dry run, nothing sent): {n['alerts fired']} alerts, "
+            f"{n['notifications']} notifications ("
+            + ", ".join(f"{r} {c}" for r, c in per.items())
+            + ")."
+        )
     lines.append("")
     lines.append(f"Report:    {demo.result.files['report']}")
+    if "notifications" in demo.result.files:
+        lines.append(f"Notified:  {demo.result.files['notifications']}")
     lines.append(f"Anomalies: {demo.result.files['anomalies']}")
     lines.append(f"Rejected:  {demo.result.files['rejected']}")
     lines.append(

@@ -4,8 +4,10 @@
 and, for ratios, ``denominator``) in time order and keeps one open alert per series. An
 anomalous point opens an alert (or updates the open one's annotations: the latest value, the
 running impact); the first normal, scored point after it resolves it at that point's time. A
-change of *kind* (a spike turning into a level shift) resolves the old alert and opens a new
-one, because kind is a label and routes may depend on it.
+change of *kind* while it lasts (a dip that turns out a level shift, then a variance change)
+is the same incident: the alert keeps the kind it opened with as its label (routes may depend
+on it, and a label change would make it a new alert) and says the latest in the ``kind_now``
+annotation. One incident, one alert, one page.
 
 Labels: ``alertname`` (the metric), ``pipeline``, ``metric``, ``series``, ``kind``,
 ``severity`` and the series' dimensions (``market=DE``). Severity is ``critical`` when the
@@ -177,12 +179,9 @@ class AlertTracker:
                     delta *= _num(den[i])
                 delta = delta if math.isfinite(delta) else 0.0
                 kind = str(kinds[i])
-                if cur is not None and cur.alert.labels.get("kind") != kind:
-                    changed.append((t, cur.alert.resolved(t)))
-                    del self.open[s]
-                    cur = None
                 impact = delta + (cur.impact if cur else 0.0)
                 annotations = self._annotations(s, str(metric[i]), cols, i, str(reasons[i]), impact)
+                annotations["kind_now"] = kind
                 if cur is None:
                     labels = {
                         **series_labels(s),

@@ -51,9 +51,9 @@ CASES = {
         ["firing@0", "resolved@0"],
         0,
     ),
-    "kind change resolves and reopens": (
+    "a change of kind is the same incident": (
         [dip(), (True, "level_shift", 50.0, 100.0, 0.8), N],
-        ["firing@0", "resolved@0", "firing@1", "resolved@1"],
+        ["firing@0", "firing@0", "resolved@0"],
         0,
     ),
 }
@@ -84,6 +84,7 @@ def test_labels_annotations_and_impact():
     assert (first.annotations["impact"], second.annotations["impact"]) == ("-80 EUR", "-140 EUR")
     assert second.annotations["value"] == "40" and second.annotations["expected"] == "100"
     assert second.annotations["link"] == "http://r/revenue"
+    assert second.annotations["kind_now"] == "dip"
     assert resolved.ends_at == T0 + 3 * STEP
 
 
