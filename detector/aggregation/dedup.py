@@ -9,6 +9,12 @@ of minutes) next to the set that the batch check builds anyway, in generations o
 horizon. Looking up the exact minute of an id scans a generation's columns, which only happens
 for the rare id that repeats.
 
+All remembered ids are also in one set, so that a batch's check is one intersection that walks
+the batch, not the horizon: with partitions read at different speeds the horizon (set by the
+slowest partition) can hold hundreds of thousands of ids. Forgetting a generation is then one
+set difference, plus a put-back of the rare ids that another generation holds too (an id seen
+again after its first sighting fell behind an event's horizon is accepted again).
+
 >>> import numpy as np
 >>> seen = SeenIds()
 >>> seen.add([(["a", "b"], np.array([100, 101]))], {"a", "b"})
@@ -56,17 +62,29 @@ class SeenIds:
 
     def __init__(self) -> None:
         self._gens: list[_Generation] = []
+        self._all: set[Any] = set()  # the union of the generations' ids
+        self._extra: dict[Any, int] = {}  # id -> how many more generations hold it
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"gens": self._gens}  # the union is rebuilt on load
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._gens = state["gens"]
+        self._all, self._extra = set(), {}
+        for g in self._gens:
+            self._count_again(g.ids)
+            self._all |= g.ids
+
+    def _count_again(self, idset: set[Any]) -> None:
+        for i in idset & self._all:
+            self._extra[i] = self._extra.get(i, 0) + 1
 
     def __len__(self) -> int:
         return sum(g.size for g in self._gens)
 
     def repeats(self, ids: set[Any]) -> set[Any]:
         """The ids of ``ids`` that are remembered (usually none: a set check per generation)."""
-        out: set[Any] = set()
-        for g in self._gens:
-            if not g.ids.isdisjoint(ids):
-                out |= g.ids & ids
-        return out
+        return ids & self._all
 
     def minute_of(self, eid: Any) -> int | None:
         """The minute of the newest accepted event with this id, or None."""
@@ -94,10 +112,24 @@ class SeenIds:
             self._gens.append(g)
         else:
             g.ids |= idset
+        self._count_again(idset)
+        self._all |= idset
         g.parts += parts
         g.newest = max(g.newest, *(int(m.max()) for _, m in parts))
         g.size += sum(len(ids) for ids, _ in parts)
 
     def forget(self, before: int) -> None:
         """Drop the generations whose every id is older than minute ``before``."""
-        self._gens = [g for g in self._gens if g.newest >= before]
+        keep = []
+        for g in self._gens:
+            if g.newest >= before:
+                keep.append(g)
+            else:
+                self._all -= g.ids
+                for i in g.ids & self._extra.keys():  # still held by another generation
+                    self._all.add(i)
+                    if self._extra[i] == 1:
+                        del self._extra[i]
+                    else:
+                        self._extra[i] -= 1
+        self._gens = keep

@@ -452,7 +452,12 @@ class WindowAggregator:
             names = np.array(sources, dtype=object)
             by_app = {app: times[names == app] for app in apps}
         for app, t in by_app.items():
-            minutes = np.unique((t // _MINUTE).astype(np.int64)).tolist()
+            m = (t // _MINUTE).astype(np.int64)
+            lo, hi = int(m.min()), int(m.max())
+            if hi - lo <= 4 * len(m):  # the usual: a bincount over the span (O(n), no sort)
+                minutes = (np.flatnonzero(np.bincount(m - lo)) + lo).tolist()
+            else:  # stray far-off times: a span array could be huge
+                minutes = np.unique(m).tolist()
             first = float(t.min())
             act = self._activity.get(app)
             if act is None:

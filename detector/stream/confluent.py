@@ -96,16 +96,25 @@ class ConfluentSource:
         consumer.unassign()
 
     def poll(self, timeout: float, max_records: int) -> Batch:
+        from confluent_kafka import Message
+
         msgs = self.consumer.consume(num_messages=max_records, timeout=timeout)
-        values = [m.value() for m in msgs]
+        # map over the unbound C methods: no Python frame per message (a third of the time
+        # the consumer spent here at 10,000 messages a call)
+        values = list(map(Message.value, msgs))
         if None in values:  # an error event (or a record without a value): look closer
             errors = [m for m in msgs if m.error() is not None]
             for m in errors:
                 log.warning("consumer error: %s", m.error())
             if errors:
                 msgs = [m for m in msgs if m.error() is None]
-                values = [m.value() for m in msgs]
-        return Batch(self.topic, [m.partition() for m in msgs], [m.offset() for m in msgs], values)
+                values = list(map(Message.value, msgs))
+        return Batch(
+            self.topic,
+            list(map(Message.partition, msgs)),
+            list(map(Message.offset, msgs)),
+            values,
+        )
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
@@ -122,14 +131,14 @@ class ConfluentSource:
         return None if high < 0 else int(high)
 
     def _marks(self, tp: TopicPartition) -> tuple[int, int]:
-        """(low, high) watermarks from the broker, asked at most every 10 s per partition
+        """(low, high) watermarks from the broker, asked at most once a minute per partition
         (a round trip that would otherwise slow every idle check)."""
         import time
 
         from confluent_kafka import TopicPartition as CTP
 
         at, low, high = self._asked.get(tp, (-1e9, -1, -1))
-        if time.monotonic() - at > 10.0:
+        if time.monotonic() - at > 60.0:
             try:
                 low, high = self.consumer.get_watermark_offsets(CTP(*tp), timeout=2)
             except Exception:

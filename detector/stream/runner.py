@@ -94,7 +94,7 @@ class StreamRunner:
         score_every: float = 5.0,
         session_timeout_ms: int = 10_000,
         idle_partition: float = 2.0,
-        commit_every: float = 1.0,
+        commit_every: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         alerting: bool = True,
         wall: Callable[[], pd.Timestamp] | None = None,
@@ -317,9 +317,8 @@ class StreamRunner:
             events = [_decode(v) for v in values]
         rejected = self.agg.add(events, batch.origin, partitions=batch.partitions)
         now = self.clock()
-        last: dict[int, int] = {}
-        for p, o in zip(batch.partitions, batch.offsets, strict=True):
-            last[p] = o  # offsets rise within a partition
+        # The last offset of each partition (they rise within one): dict keeps the last.
+        last: dict[int, int] = dict(zip(batch.partitions, batch.offsets, strict=True))
         for p, o in last.items():
             tp = (batch.topic, p)
             self.offsets[tp] = max(self.offsets.get(tp, 0), o + 1)
