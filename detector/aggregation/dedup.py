@@ -4,10 +4,9 @@ A stream may deliver an event twice (a producer retry, a replay), so every accep
 remembered with the minute of its event time until no window it could touch can change any
 more. The obvious structure, a dict ``id -> minute``, costs a hash insert per event and a
 sweep to forget; here the ids of a batch are kept as they arrived (the id column and an array
-of minutes) next to the set that the batch check builds anyway, in generations of about
-``GENERATION`` ids. A generation is forgotten whole once its newest minute is past the
-horizon. Looking up the exact minute of an id scans a generation's columns, which only happens
-for the rare id that repeats.
+of minutes), in generations of about ``GENERATION`` ids. A generation is forgotten whole once
+its newest minute is past the horizon. Looking up the exact minute of an id scans a
+generation's columns, which only happens for the rare id that repeats.
 
 All remembered ids are also in one set, so that a batch's check is one intersection that walks
 the batch, not the horizon: with partitions read at different speeds the horizon (set by the
@@ -35,26 +34,30 @@ import numpy as np
 
 __all__ = ["SeenIds"]
 
-#: Ids per generation: large enough that a batch check meets few sets, small enough that
-#: forgetting lags the horizon by little.
+#: Ids per generation: forgetting is by whole generation, so small enough that it lags the
+#: horizon by little.
 GENERATION = 5_000
 
 
 @dataclass
 class _Generation:
-    ids: set[Any]
     parts: list[tuple[Sequence[Any], np.ndarray]] = field(default_factory=list)
     newest: int = -(2**62)
     size: int = 0
+    _ids: set[Any] | None = None  # built on demand (a repeated id, an evicted extra)
+
+    @property
+    def ids(self) -> set[Any]:
+        if self._ids is None:
+            self._ids = {i for ids, _ in self.parts for i in ids}
+        return self._ids
 
     def __getstate__(self) -> dict[str, Any]:
-        # The set is the parts' ids again: a stream snapshots its state every commit, so
-        # leave it out of the pickle and rebuild it when the state is loaded.
         return {"parts": self.parts, "newest": self.newest, "size": self.size}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.parts, self.newest, self.size = state["parts"], state["newest"], state["size"]
-        self.ids = {i for ids, _ in self.parts for i in ids}
+        self._ids = None
 
 
 class SeenIds:
@@ -72,8 +75,9 @@ class SeenIds:
         self._gens = state["gens"]
         self._all, self._extra = set(), {}
         for g in self._gens:
-            self._count_again(g.ids)
-            self._all |= g.ids
+            ids = {i for part, _ in g.parts for i in part}
+            self._count_again(ids)
+            self._all |= ids
 
     def _count_again(self, idset: set[Any]) -> None:
         for i in idset & self._all:
@@ -83,7 +87,7 @@ class SeenIds:
         return sum(g.size for g in self._gens)
 
     def repeats(self, ids: set[Any]) -> set[Any]:
-        """The ids of ``ids`` that are remembered (usually none: a set check per generation)."""
+        """The ids of ``ids`` that are remembered (usually none: one set intersection)."""
         return ids & self._all
 
     def minute_of(self, eid: Any) -> int | None:
@@ -101,17 +105,15 @@ class SeenIds:
 
     def add(self, parts: Sequence[tuple[Sequence[Any], np.ndarray]], idset: set[Any]) -> None:
         """Remember accepted ids: ``parts`` are (ids, their minutes) columns and ``idset`` all
-        those ids as a set (the caller has built it for :meth:`repeats`; it is kept, not
-        copied)."""
+        those ids as a set (the caller has built it for :meth:`repeats`)."""
         parts = [(ids, minutes) for ids, minutes in parts if len(ids)]
         if not parts:
             return
         g = self._gens[-1] if self._gens and self._gens[-1].size < GENERATION else None
         if g is None:
-            g = _Generation(idset)
+            g = _Generation()
             self._gens.append(g)
-        else:
-            g.ids |= idset
+        g._ids = None
         self._count_again(idset)
         self._all |= idset
         g.parts += parts
@@ -125,8 +127,10 @@ class SeenIds:
             if g.newest >= before:
                 keep.append(g)
             else:
-                self._all -= g.ids
-                for i in g.ids & self._extra.keys():  # still held by another generation
+                for ids, _ in g.parts:
+                    self._all.difference_update(ids)
+                held = [i for i in self._extra if i in g.ids] if self._extra else []
+                for i in held:  # still held by another generation
                     self._all.add(i)
                     if self._extra[i] == 1:
                         del self._extra[i]
