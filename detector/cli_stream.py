@@ -119,7 +119,10 @@ def run(
     """Run the pipeline on Kafka: aggregate, score, keep results in the store, exactly once.
 
     Several instances with the same --group split the topic's partitions. SIGTERM or SIGINT:
-    the current batch is finished and committed, the group is left, exit 0.
+    the current batch is finished and committed, the group is left, exit 0. SIGHUP: the
+    pipeline file is read again and, if valid, its scoring and alerting settings are applied;
+    a bad file (or one that changes what is aggregated) is refused, logged, and the running
+    pipeline goes on.
     """
     from detector.pipeline.config import load_pipeline
     from detector.runtime import tuned_gc
@@ -149,7 +152,12 @@ def run(
         logging.getLogger("detector").info("signal %d: finishing the batch", signum)
         stop.set()
 
+    def _reload(signum: int, _frame: Any) -> None:
+        logging.getLogger("detector").info("SIGHUP: reloading %s", pipeline_file)
+        runner.request_reload(lambda: load_pipeline(pipeline_file))
+
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _reload)
     click.echo(
         f"detector run: pipeline {pipeline.name!r}, topic {runner.topic!r}, group {group!r}, "
         f"store {store.url}",

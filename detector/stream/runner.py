@@ -67,6 +67,8 @@ class RunStats:
     anomalies: int = 0
     alerts: int = 0  # alert transitions (opened, updated, resolved)
     notifications: int = 0  # written to the outbox
+    reloads: int = 0  # pipeline reloads applied (SIGHUP)
+    reloads_refused: int = 0  # invalid files, or changes that need a restart
     commits: int = 0
     scorings: int = 0
     errors: int = 0
@@ -133,6 +135,9 @@ class StreamRunner:
         self._alert_writes: list[Any] = []  # alert transitions since the last commit
         self._notes: list[Any] = []  # notifications since the last commit
         self._refreshed = -float("inf")
+        #: A pipeline to switch to (set by :meth:`request_reload`, from SIGHUP), applied
+        #: between batches by the consumer's own thread.
+        self._reload: Callable[[], Pipeline] | None = None
         if alerting:
             from detector.alerting.router import Router
             from detector.alerting.state import AlertState
@@ -158,6 +163,8 @@ class StreamRunner:
         backoff = 0.5
         try:
             while not stop.is_set():
+                if self._reload is not None:
+                    self._apply_reload()
                 try:
                     records = self._source.poll(self.poll_timeout, self.max_records)
                 except Exception as exc:  # the broker went away: log, back off, go on
@@ -400,6 +407,53 @@ class StreamRunner:
         self.stats.anomalies += len(found)
         return found
 
+    # -- hot reload ---------------------------------------------------------------------------
+
+    def request_reload(self, load: Callable[[], Pipeline]) -> None:
+        """Reload the pipeline between batches (safe to call from a signal handler).
+
+        ``load`` reads and validates the file; an invalid file, or one that changes what
+        is aggregated, is refused with the reasons logged and the running pipeline goes on.
+        """
+        self._reload = load
+
+    def _apply_reload(self) -> None:
+        load, self._reload = self._reload, None
+        assert load is not None
+        try:
+            new = load()
+        except DetectorError as exc:
+            self.stats.reloads_refused += 1
+            log.error("reload refused, the running pipeline goes on:\n%s", exc)
+            return
+        changed = structural_changes(self.pipeline, new)
+        if changed:
+            self.stats.reloads_refused += 1
+            log.error(
+                "reload refused: %s change(s) what is aggregated (%s); restart detector run to "
+                "apply them. The running pipeline goes on.",
+                new.source_file,
+                ", ".join(changed),
+            )
+            return
+        self.pipeline = new
+        if self.router is not None:
+            from detector.alerting.router import Router
+
+            snapshot = self.router.snapshot()
+            router = Router.for_pipeline(new)
+            try:
+                router.restore(snapshot)
+            except Exception as exc:  # a route or policy that went away: start its state anew
+                log.warning("alert router state not carried over (%s); starting afresh", exc)
+                router = Router.for_pipeline(new)
+            self._stop_sender()
+            self.router = router
+            self._refreshed = -float("inf")
+            self._start_sender()
+        self.stats.reloads += 1
+        log.info("reloaded %s: scoring and alerting settings applied", new.source_file)
+
     # -- alerting -----------------------------------------------------------------------------
 
     def _start_sender(self) -> None:
@@ -510,6 +564,44 @@ class StreamRunner:
                 log.warning("commit failed (%s); retrying in %.1f s", exc, backoff)
                 time.sleep(backoff * random.uniform(0.5, 1.5))
                 backoff = min(backoff * 2, 30.0)
+
+
+#: What a running consumer cannot change: its state (open windows, dedup ids, offsets) was
+#: built by these. Scoring (model, sensitivity, params), freshness bounds and alerting can.
+_RESTART_FIELDS = ("sources", "emitters", "events", "segments")
+_METRIC_SCORING = {"model", "sensitivity", "params", "description"}
+_FRESHNESS_SCORING = {"max_age", "schedule", "description"}
+
+
+def structural_changes(old: Pipeline, new: Pipeline) -> list[str]:
+    """What differs between two pipelines in ways a running aggregator cannot take.
+
+    >>> from detector.pipeline.config import parse_pipeline
+    >>> a = parse_pipeline("name: p\\nmetrics: [{name: o, event: e, aggregation: count}]")
+    >>> b = parse_pipeline("name: p\\nmetrics: [{name: o, event: e, aggregation: count, "
+    ...                    "sensitivity: 2}]")
+    >>> structural_changes(a, b)
+    []
+    >>> c = parse_pipeline("name: p\\nmetrics: [{name: o, event: e, aggregation: count, "
+    ...                    "group_by: [market]}]")
+    >>> structural_changes(a, c)
+    ['metrics']
+    """
+    out = []
+    if old.name != new.name:
+        out.append("name")
+    for f in _RESTART_FIELDS:
+        if getattr(old, f) != getattr(new, f):
+            out.append(f)
+
+    def shape(items: Any, scoring: set[str]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in dict(i).items() if k not in scoring} for i in items]
+
+    if shape(old.metrics, _METRIC_SCORING) != shape(new.metrics, _METRIC_SCORING):
+        out.append("metrics")
+    if shape(old.freshness, _FRESHNESS_SCORING) != shape(new.freshness, _FRESHNESS_SCORING):
+        out.append("freshness")
+    return out
 
 
 def _decode(value: bytes | None) -> Any:
