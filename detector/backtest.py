@@ -91,9 +91,15 @@ def aggregate_files(
     on_rejected: Callable[[list[Rejected]], None] | None = None,
     progress: Callable[[int], None] | None = None,
     chunk: int = 10_000,
+    log_silence: bool = False,
 ) -> tuple[pd.DataFrame, WindowAggregator]:
-    """Aggregate event files into the pipeline's metrics (as a stream would, chunk by chunk)."""
+    """Aggregate event files into the pipeline's metrics (as a stream would, chunk by chunk).
+
+    ``log_silence`` keeps the aggregator's record of silent apps (``agg.drain_silence()``),
+    for the alert router's dry run.
+    """
     agg = WindowAggregator(pipeline)
+    agg.log_silence = log_silence
     points: list[Point] = []
     done = 0
     for c in read_events(paths, chunk=chunk):
@@ -236,7 +242,9 @@ def run_backtest(
     out.mkdir(parents=True, exist_ok=True)
     writer = _RejectedWriter(out / "rejected.jsonl")
     try:
-        metrics, agg = aggregate_files(pipeline, paths, on_rejected=writer, progress=progress)
+        metrics, agg = aggregate_files(
+            pipeline, paths, on_rejected=writer, progress=progress, log_silence=notifications
+        )
     finally:
         writer.close()
     if agg.counters["accepted"] == 0:
@@ -264,7 +272,9 @@ def run_backtest(
         from detector.alerting.dryrun import dry_run
 
         files["notifications"] = out / "notifications.jsonl"
-        result.notifications = dry_run(pipeline, scores, files["notifications"], metrics)
+        result.notifications = dry_run(
+            pipeline, scores, files["notifications"], metrics, silence=agg.drain_silence()
+        )
     if report:
         files["report"] = out / "report.html"
         write_html_report(result, pipeline, files["report"], evaluation, summary_extra)

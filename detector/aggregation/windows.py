@@ -198,6 +198,10 @@ class WindowAggregator:
         self._idle: set[int] = set()  # ... read to their end and quiet
         # (app, start, end) -> silent, within one close (metrics of one app share windows)
         self._silent_cache: dict[tuple[str, int, int], bool] = {}
+        #: (app, start, end, silent) of every window closed, for whoever watches the apps
+        #: (the alert router's "pipeline stale" alert); drained by :meth:`drain_silence`.
+        self._silence_log: list[tuple[str, int, int, bool]] = []
+        self.log_silence = False  # set by a consumer that drains it
         self._activity: dict[str, set[int]] = {}
         self._first_seen: dict[str, float] = {}
         self._type_sources: dict[str, set[str]] = {}
@@ -526,8 +530,17 @@ class WindowAggregator:
         self._silent_cache.clear()  # activity may have changed since the last close
         for run in self.runs:
             self._close_run(run, until, points)
+        if self.log_silence and self._silent_cache:
+            self._silence_log += [(src, a, b, v) for (src, a, b), v in self._silent_cache.items()]
         self._evict()
         return points
+
+    def drain_silence(self) -> list[tuple[str, int, int, bool]]:
+        """Whether each app was silent in each window closed since the last call, as
+        (app, start, end, silent), oldest first: what a "pipeline stale" alert is made of."""
+        out, self._silence_log = self._silence_log, []
+        out.sort(key=lambda r: (r[1], r[2], r[0]))
+        return out
 
     def _close_run(self, run: _Run, until: float, points: list[Point]) -> None:
         width = run.width

@@ -37,12 +37,19 @@ def _delays(pipeline: Any) -> dict[str, pd.Timedelta]:
 
 
 def dry_run(
-    pipeline: Any, scores: pd.DataFrame, path: str | Path, metrics: pd.DataFrame | None = None
+    pipeline: Any,
+    scores: pd.DataFrame,
+    path: str | Path,
+    metrics: pd.DataFrame | None = None,
+    *,
+    silence: list[tuple[str, int, int, bool]] | None = None,
 ) -> dict[str, Any]:
     """Write the notifications ``scores`` would have caused to ``path``; a summary back.
 
     ``metrics`` (the aggregated points) adds the denominators of ratio metrics, so that their
-    impact counts payments, not percentage points.
+    impact counts payments, not percentage points. ``silence`` (the aggregator's
+    ``drain_silence()``) adds the "pipeline stale" alerts of apps that went silent; each is
+    decided when its window closes (its end plus the lateness).
     """
     router = Router.for_pipeline(pipeline)
     if metrics is not None and "denominator" in metrics and "denominator" not in scores:
@@ -54,10 +61,13 @@ def dry_run(
     def scored_at(t: pd.Timestamp, alert: Alert) -> pd.Timestamp:
         return t + delays.get(alert.labels.get("metric", ""), default)
 
-    events = sorted(
-        ((scored_at(t, a), i, a) for i, (t, a) in enumerate(router.tracker.transitions(scores))),
-        key=lambda e: (e[0], e[1]),
-    )
+    found = [(scored_at(t, a), a) for t, a in router.tracker.transitions(scores)]
+    if silence:
+        found += [
+            (t + pd.Timedelta(seconds=_width(silence, a)) + pipeline.lateness, a)
+            for t, a in router.sources.transitions(silence)
+        ]
+    events = sorted(((t, i, a) for i, (t, a) in enumerate(found)), key=lambda e: (e[0], e[1]))
     end = max((e[0] for e in events), default=None)
     if len(scores):
         last = pd.Timestamp(pd.to_datetime(scores["timestamp"], utc=True).max())
@@ -97,6 +107,12 @@ def dry_run(
     }
 
 
+def _width(silence: list[tuple[str, int, int, bool]], alert: Alert) -> int:
+    """The narrowest window of the app's silence records (the one its alert was judged on)."""
+    src = alert.labels.get("source")
+    return min((b - a for s, a, b, _ in silence if s == src), default=0)
+
+
 def _line(
     n: Notification, now: pd.Timestamp, first_seen: dict[tuple[str, pd.Timestamp], pd.Timestamp]
 ) -> dict[str, Any]:
@@ -105,7 +121,8 @@ def _line(
         seen = first_seen.get((a.fingerprint, a.ends_at or a.starts_at))
         alerts.append(
             {
-                "series": a.labels.get("series", ""),
+                "alertname": a.labels.get("alertname", ""),
+                "series": a.labels.get("series", a.labels.get("source", "")),
                 "kind": a.labels.get("kind", ""),
                 "severity": a.labels.get("severity", ""),
                 "status": a.status,

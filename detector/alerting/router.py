@@ -45,6 +45,7 @@ from detector.alerting.inhibit import Inhibitor
 from detector.alerting.model import Alert, Notification, ts
 from detector.alerting.routing import Route
 from detector.alerting.silences import Silence, Silencer, time_muted
+from detector.alerting.staleness import SourceWatch
 
 __all__ = ["Router"]
 
@@ -64,6 +65,7 @@ class Router:
             link=cfg.link,
             ratios=set(ratios),
         )
+        self.sources = SourceWatch(pipeline)  # the "pipeline stale" alert per silent app
         self.inhibitor = Inhibitor(cfg.inhibit_rules)
         self.silencer = Silencer()
         self.acked: set[str] = set()
@@ -117,6 +119,12 @@ class Router:
         """Take newly scored points; returns the alert transitions (to be stored)."""
         return self.add(self.tracker.update(scored), now)
 
+    def observe_sources(
+        self, records: Iterable[tuple[str, int, int, bool]], now: Any
+    ) -> list[Alert]:
+        """Take the aggregator's silence records (``drain_silence``): "pipeline stale" alerts."""
+        return self.add(self.sources.update(records), now)
+
     def add(self, alerts: list[Alert], now: Any) -> list[Alert]:
         """Take alert transitions (from :meth:`observe`, or replayed with their times)."""
         if not alerts:
@@ -159,6 +167,7 @@ class Router:
     def snapshot(self) -> dict[str, Any]:
         return {
             "tracker": self.tracker.snapshot(),
+            "sources": self.sources.snapshot(),
             "dispatcher": self.dispatcher.snapshot(),
             "escalator": self.escalator.snapshot(),
             "later": [n.to_json() for n in self._later],
@@ -166,12 +175,14 @@ class Router:
 
     def restore(self, snap: dict[str, Any]) -> None:
         self.tracker.restore(snap["tracker"])
+        self.sources.restore(snap.get("sources", {}))
         self.dispatcher.restore(snap["dispatcher"])
         self.escalator.restore(snap["escalator"])
         self._later = [Notification.from_json(b) for b in snap.get("later", [])]
         # The inhibitor's sources are exactly the firing alerts.
         self.inhibitor = Inhibitor(self.cfg.inhibit_rules)
         self.inhibitor.update(o.alert for o in self.tracker.open.values())
+        self.inhibitor.update(self.sources.open.values())
         self._episodes = {
             (o.alert.fingerprint, o.alert.starts_at.value) for o in self.tracker.open.values()
         }

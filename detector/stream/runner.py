@@ -144,6 +144,7 @@ class StreamRunner:
 
             self.router = Router.for_pipeline(pipeline)
             self.alert_state = AlertState(store, pipeline.name)
+            self.agg.log_silence = True
 
     # ----------------------------------------------------------------------------------------
 
@@ -194,6 +195,12 @@ class StreamRunner:
                 if points:
                     self._unscored = True
                     self._pending += points
+                if self.router is not None:  # apps that went silent, or were heard again
+                    silence = self.agg.drain_silence()
+                    if silence:
+                        changed = self.router.observe_sources(silence, self.wall())
+                        self._alert_writes += changed
+                        self.stats.alerts += len(changed)
                 # Score what closed as soon as the backlog is read (a poll that did not fill);
                 # while catching up, every score_every seconds. Commit then, and while catching
                 # up every commit_every seconds (re-applying a batch's points after a crash is

@@ -183,3 +183,40 @@ def test_policy_validation():
         EscalationPolicy(
             name="x", levels=[{"after": "1h", "receiver": "a"}, {"after": "5m", "receiver": "b"}]
         )
+
+
+# -- the "pipeline stale" alert -------------------------------------------------------------
+
+
+STALE = {
+    "quiet app alerts once, then resolves": (
+        [("api", 0, 300, False), ("api", 300, 600, True), ("api", 600, 900, True),
+         ("api", 900, 1200, False)],
+        ["firing@300", "resolved@900"],
+    ),
+    "a wider window does not flap the narrow verdict": (
+        [("api", 0, 300, False), ("api", 0, 3600, True), ("api", 300, 600, False)],
+        [],
+    ),
+    "each app on its own": (
+        [("api", 0, 300, True), ("pay", 0, 300, False), ("pay", 300, 600, True)],
+        ["firing@0", "firing@300"],
+    ),
+    "a window seen twice changes nothing": (
+        [("api", 0, 300, True), ("api", 0, 300, True)],
+        ["firing@0"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("records", "want"), STALE.values(), ids=STALE.keys())
+def test_pipeline_stale_transitions(records, want):
+    from detector.alerting.staleness import SourceWatch
+
+    watch = SourceWatch("shop")
+    got = watch.transitions(records)
+    assert [f"{a.status}@{int(t.timestamp())}" for t, a in got] == want
+    assert all(a.labels["alertname"] == "pipeline_stale" for _, a in got)
+    again = SourceWatch("shop")
+    again.restore(watch.snapshot())
+    assert again.open.keys() == watch.open.keys()
