@@ -49,10 +49,22 @@ def _fail_cleanly(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="detector")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def main(verbose: int) -> None:
+@click.option(
+    "--log-json",
+    is_flag=True,
+    envvar="DETECTOR_LOG_JSON",
+    help="Log one JSON object per line (with correlation fields: series, window, alert, "
+    "notification), for a log pipeline. Also DETECTOR_LOG_JSON=1.",
+)
+def main(verbose: int, log_json: bool) -> None:
     """Anomaly detection for business metrics."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_json:
+        from detector.logs import setup_logging
+
+        setup_logging(json=True, level=level)
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @main.command()

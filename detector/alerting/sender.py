@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from detector.alerting.breaker import CircuitBreaker, RetryPolicy
 from detector.alerting.model import DeliveryError, Receiver
 from detector.alerting.state import AlertState, OutboxRow
+from detector.logs import correlation
 
 __all__ = ["Sender", "Worker"]
 
@@ -164,6 +165,18 @@ class Sender:
         return bool(rows)
 
     def _send(self, worker: Worker, row: OutboxRow) -> None:
+        # Every log line of this delivery names the notification and its alerts, so an alert
+        # can be followed from its anomaly (series, window) to each receiver.
+        n = row.notification
+        with correlation(
+            notification=row.key,
+            receiver=worker.receiver.name,
+            alerts=",".join(a.fingerprint for a in n.alerts),
+            series=",".join(sorted({a.labels.get("series", "") for a in n.alerts} - {""})),
+        ):
+            self._send_one(worker, row)
+
+    def _send_one(self, worker: Worker, row: OutboxRow) -> None:
         name = worker.receiver.name
         started = self.clock()
         try:

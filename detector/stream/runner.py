@@ -44,6 +44,7 @@ import pandas as pd
 from detector.aggregation.windows import Point, Rejected, WindowAggregator
 from detector.errors import DetectorError
 from detector.events.schema import Undecodable
+from detector.logs import correlation
 from detector.pipeline.config import Pipeline
 from detector.store import Store
 from detector.stream.source import Batch, Source, TopicPartition
@@ -410,7 +411,8 @@ class StreamRunner:
         self._unscored = False
         self.stats.scorings += 1
         for row in found.itertuples(index=False):
-            log.warning("anomaly %s at %s: %s", row.series, row.timestamp, row.reason)
+            with correlation(series=row.series, window=str(row.timestamp)):
+                log.warning("anomaly %s at %s: %s", row.series, row.timestamp, row.reason)
         self.stats.anomalies += len(found)
         return found
 

@@ -67,3 +67,25 @@ def test_run_with_no_broker_at_the_address_gives_up_after_max_idle(tmp_path) -> 
     )  # fmt: skip
     assert res.returncode == 1
     assert "cannot reach Kafka at 127.0.0.1:" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_log_json_writes_one_json_object_per_log_line(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from detector.testing_kafka import free_port
+
+    (tmp_path / "p.yaml").write_text(PIPELINE)
+    detector = str(Path(sys.executable).with_name("detector"))
+    res = subprocess.run(
+        [detector, "--log-json", "-v", "run", "--pipeline", str(tmp_path / "p.yaml"), "--topic",
+         "t", "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--max-idle", "2",
+         "--store", f"sqlite:///{tmp_path / 'x.db'}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    logged = [json.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]
+    assert logged, res.stderr
+    assert all({"ts", "level", "logger", "msg"} <= entry.keys() for entry in logged)
+    assert any(e["logger"].startswith("detector") and e["level"] == "INFO" for e in logged)
