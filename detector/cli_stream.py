@@ -102,6 +102,32 @@ store_option = click.option(
     help="Consumer library (default: the pipeline's `client:`, else kafka-python).",
 )
 @click.option("--no-dlq", is_flag=True, help="Do not write rejected records to TOPIC.dlq.")
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve /metrics (Prometheus), /healthz and /readyz on this port (0: any free one).",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address to serve them on."
+)
+@click.option(
+    "--ready-max-lag",
+    default=100_000,
+    show_default=True,
+    help="/readyz fails while the consumer is more records than this behind.",
+)
+@click.option(
+    "--ready-window-age",
+    default=900.0,
+    show_default=True,
+    help="/readyz fails when no window has closed for this many seconds.",
+)
+@click.option(
+    "--series-gauges",
+    is_flag=True,
+    help="Also export each series' value/expected/lower/upper (one gauge set per series).",
+)
 @_fail_cleanly
 def run(
     pipeline_file: str,
@@ -115,6 +141,11 @@ def run(
     session_timeout: float,
     client: str | None,
     no_dlq: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    ready_max_lag: int,
+    ready_window_age: float,
+    series_gauges: bool,
 ) -> None:
     """Run the pipeline on Kafka: aggregate, score, keep results in the store, exactly once.
 
@@ -134,6 +165,11 @@ def run(
     group = group or (kafka.group if kafka is not None and kafka.group else None)
     group = group or f"detector-{pipeline.name}"
     store = open_store(_store_url(pipeline, store_url))
+    metrics = None
+    if metrics_port is not None:
+        from detector.ops.metrics import StreamMetrics
+
+        metrics = StreamMetrics(series_gauges=series_gauges)
     runner = StreamRunner(
         pipeline,
         store,
@@ -145,7 +181,12 @@ def run(
         score_every=score_every,
         session_timeout_ms=int(session_timeout * 1000),
         client=client or (kafka.client if kafka is not None else "kafka-python"),
+        metrics=metrics,
     )
+    server = None
+    if metrics is not None:
+        server = _ops_server(runner, store, metrics, metrics_host, metrics_port,
+                             ready_max_lag, ready_window_age)  # fmt: skip
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -169,6 +210,8 @@ def run(
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if server is not None:
+            server.stop()
         store.close()
     click.echo(
         f"{stats.records:,} records, {stats.rejected:,} rejected ({stats.dead_letters:,} to "
@@ -176,6 +219,57 @@ def run(
         f"{stats.commits:,} commits",
         err=True,
     )
+
+
+def _ops_server(
+    runner: Any,
+    store: Any,
+    metrics: Any,
+    host: str,
+    port: int,
+    max_lag: int,
+    window_age: float,
+) -> Any:
+    """/metrics, /healthz (the consumer loop turns) and /readyz (its dependencies answer)."""
+    import time
+
+    from detector.ops.health import (
+        Check,
+        assignment_check,
+        lag_check,
+        recent_window_check,
+        store_check,
+    )
+    from detector.ops.server import OpsServer
+
+    def loop_alive() -> tuple[bool, str]:
+        idle = time.monotonic() - runner.last_loop
+        return idle < 60, f"consumer loop last turned {idle:.1f} s ago"
+
+    def broker() -> tuple[bool, str]:
+        quiet = time.monotonic() - runner.last_poll_ok
+        return quiet < 30, f"last successful poll {quiet:.1f} s ago"
+
+    def assigned() -> set[Any]:
+        source = runner._source
+        return set(source.assignment()) if source is not None else set()
+
+    server = OpsServer(
+        port,
+        host,
+        metrics=metrics,
+        live=[Check("loop", loop_alive)],
+        ready=[
+            Check("broker", broker),
+            assignment_check(assigned),
+            store_check(store),
+            lag_check(metrics.lag_total, max_lag),
+            recent_window_check(metrics.last_window_closed, window_age),
+        ],
+    )
+    server.start()
+    click.echo(f"detector run: metrics and health on {server.url}", err=True)
+    return server
 
 
 def _time(value: str | None) -> Any:

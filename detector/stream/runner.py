@@ -101,6 +101,7 @@ class StreamRunner:
         clock: Callable[[], float] = time.monotonic,
         alerting: bool = True,
         wall: Callable[[], pd.Timestamp] | None = None,
+        metrics: Any = None,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -128,6 +129,11 @@ class StreamRunner:
         self._dirty = False  # records read since the last commit
         self._heard: dict[TopicPartition, float] = {}
         self._started = self._idle_checked = clock()
+        #: Prometheus metrics (:class:`detector.ops.metrics.StreamMetrics`), or None.
+        self.metrics = metrics
+        self.last_loop = self.last_poll_ok = clock()  # for liveness and readiness
+        self._observed = clock()
+        self._counted: dict[str, int] = {}  # aggregator counters already exported
         # The alert router, its durable state and the sender (None with alerting=False).
         self.wall = wall or (lambda: pd.Timestamp.now(tz="UTC"))
         self.router: Any = None
@@ -171,12 +177,15 @@ class StreamRunner:
                     records = self._source.poll(self.poll_timeout, self.max_records)
                 except Exception as exc:  # the broker went away: log, back off, go on
                     self.stats.errors += 1
+                    if self.metrics is not None:
+                        self.metrics.error("poll")
                     log.warning("poll failed (%s); retrying in %.1f s", exc, backoff)
                     stop.wait(backoff * random.uniform(0.5, 1.5))
                     backoff = min(backoff * 2, 30.0)
                     continue
                 backoff = 0.5
                 now = self.clock()
+                self.last_loop = self.last_poll_ok = now
                 points: list[Point] = []
                 self._dirty |= bool(len(records))
                 if not len(records) and not self._source.assignment() and now < join_by:
@@ -196,6 +205,8 @@ class StreamRunner:
                 if points:
                     self._unscored = True
                     self._pending += points
+                if self.metrics is not None:
+                    self._observe(points, now)
                 if self.router is not None:  # apps that went silent, or were heard again
                     silence = self.agg.drain_silence()
                     if silence:
@@ -301,10 +312,17 @@ class StreamRunner:
             except DetectorError as exc:  # stopping with a failing store: already reported
                 log.warning("%s", exc)
         self.agg.forget_partitions(p for t, p in tps if t == self.topic)
+        self._export_assignment()
 
     def _assigned(self, tps: set[TopicPartition]) -> None:
         """Windows wait for each new partition's first events (it may hold older ones)."""
         self.agg.expect_partitions(p for t, p in tps if t == self.topic)
+        self._export_assignment()
+
+    def _export_assignment(self) -> None:
+        if self.metrics is not None and self._source is not None:
+            held = {p for t, p in self._source.assignment() if t == self.topic}
+            self.metrics.assigned(self.topic, held)
 
     def _check_idle(self, now: float, every: float = 1.0) -> bool:
         """Partitions read to their high watermark and quiet for ``idle_partition`` seconds
@@ -340,6 +358,10 @@ class StreamRunner:
             self._heard[tp] = now
         self.stats.records += len(batch)
         self.stats.batches += 1
+        if self.metrics is not None:
+            self.metrics.consumed(self.topic, len(batch))
+            for r in rejected:
+                self.metrics.rejected(self.topic, r.reason)
         if rejected:
             self._dead_letter(rejected, batch)
         return self.agg.close()
@@ -366,6 +388,8 @@ class StreamRunner:
                 ],
             )
         self.stats.dead_letters += len(rejected)
+        if self.metrics is not None:
+            self.metrics.dead_lettered(self.topic, len(rejected))
 
     def _dlq_producer(self) -> Any:
         if self._producer is None:
@@ -394,9 +418,12 @@ class StreamRunner:
         history = history.drop_duplicates(["series", "timestamp"], keep="last")
         if history.empty:
             return None
+        started = time.perf_counter()
         scores = score_metrics(
             self.pipeline, history, causal=True, timezones=self.agg.series_timezones()
         )
+        if self.metrics is not None:
+            self.metrics.observe_scoring(time.perf_counter() - started)
         if self.scored_until is not None:
             scores = scores.loc[scores["timestamp"] > self.scored_until]
         found = scores.loc[scores["is_anomaly"].astype(bool)]
@@ -414,7 +441,42 @@ class StreamRunner:
             with correlation(series=row.series, window=str(row.timestamp)):
                 log.warning("anomaly %s at %s: %s", row.series, row.timestamp, row.reason)
         self.stats.anomalies += len(found)
+        if self.metrics is not None and len(found):
+            metric = found["series"].astype(str).str.partition("{")[0]
+            for (name, kind), n in found.groupby([metric, found["kind"]]).size().items():
+                self.metrics.anomalies(name, kind, int(n))
         return found
+
+    # -- self-monitoring ----------------------------------------------------------------------
+
+    def _observe(self, points: list[Point], now: float) -> None:
+        """Export what this loop did; the slower gauges (lag, sender) once a second."""
+        m = self.metrics
+        if points:
+            per: dict[str, int] = {}
+            for p in points:
+                per[p.metric] = per.get(p.metric, 0) + 1
+            for metric, n in per.items():
+                m.windows_closed(metric, n)
+            m.window_closed_at()
+        c = self.agg.counters
+        for key, fn in (("late", m.late), ("duplicate", m.duplicates)):
+            delta = c.get(key, 0) - self._counted.get(key, 0)
+            if delta > 0:
+                fn(self.topic, delta)
+                self._counted[key] = c.get(key, 0)
+        if now - self._observed < 1.0:
+            return
+        self._observed = now
+        if self.agg.watermark > -float("inf"):
+            m.watermark(self.agg.watermark)
+        if self._source is not None:
+            for tp in self._source.assignment():
+                high, pos = self._source.highwater(tp), self._source.position(tp)
+                if high is not None and pos is not None:
+                    m.lag(tp[0], tp[1], max(0, high - pos))
+        if self.sender is not None:
+            m.observe_sender(self.sender.workers)
 
     # -- hot reload ---------------------------------------------------------------------------
 
@@ -541,6 +603,7 @@ class StreamRunner:
             try:
                 if self._producer is not None:
                     self._producer.flush(timeout=30)
+                started = time.perf_counter()
                 self.store.commit(
                     self.pipeline.name,
                     self.group,
@@ -551,6 +614,9 @@ class StreamRunner:
                     also=self._write_alerts if routed else None,
                 )
                 self.stats.commits += 1
+                if self.metrics is not None:
+                    self.metrics.observe_commit(time.perf_counter() - started)
+                    self.metrics.committed()
                 if routed:
                     self._alert_writes, self._notes = [], []
                     if self.sender is not None:
@@ -562,6 +628,8 @@ class StreamRunner:
             except Exception as exc:
                 self.stats.errors += 1
                 failures += 1
+                if self.metrics is not None:
+                    self.metrics.error("commit")
                 if self._stop.is_set() and failures >= 3:
                     # Asked to stop and the store (or the broker) still fails: give up rather
                     # than hang. Nothing is lost: the records after the last commit are read
