@@ -343,3 +343,113 @@ def _export(
     finally:
         store.close()
     click.echo(f"{len(data):,} rows -> {Path(output)}", err=True)
+
+
+@main.command()
+@click.option("--pipeline", "pipeline_file", required=True, help="Pipeline YAML file.")
+@click.option("--group", default=None, help="Consumer group (default: detector-PIPELINE).")
+@click.option("--bootstrap-servers", default=None, help="host:port[,host:port] of the brokers.")
+@click.option("--topic", default=None, help="Topic (default: the pipeline's Kafka source).")
+@store_option
+@click.option("--max-lag", default=100_000, show_default=True, help="Lag bound, in records.")
+@click.option(
+    "--window-age",
+    default=900.0,
+    show_default=True,
+    help="Seconds (of stream time behind now) after which the newest window is too old.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@_fail_cleanly
+def health(
+    pipeline_file: str,
+    group: str | None,
+    bootstrap_servers: str | None,
+    topic: str | None,
+    store_url: str | None,
+    max_lag: int,
+    window_age: float,
+    as_json: bool,
+) -> None:
+    """The checks /readyz makes, for a person: broker, topic, store, lag, windows, outbox.
+
+    Looks from outside: the group's progress comes from the store (where `detector run`
+    keeps its offsets), the topic's ends from the broker. Exit 1 if a critical check fails.
+    """
+    import sys
+
+    from detector.ops.health import Check, run_checks, store_check
+    from detector.pipeline.config import load_pipeline
+    from detector.store import open_store
+
+    pipeline = load_pipeline(pipeline_file)
+    kafka = _kafka_source(pipeline)
+    group = group or (kafka.group if kafka is not None and kafka.group else None)
+    group = group or f"detector-{pipeline.name}"
+    servers = _bootstrap(pipeline, bootstrap_servers)
+    name = _topic(pipeline, topic)
+    store = open_store(_store_url(pipeline, store_url))
+    ends: dict[int, int] = {}
+
+    def broker() -> tuple[bool, str]:
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(
+            bootstrap_servers=servers, request_timeout_ms=5000
+        )
+        try:
+            parts = consumer.partitions_for_topic(name)
+            if not parts:
+                return False, f"topic {name!r} not found at {servers}"
+            offsets = consumer.end_offsets([TopicPartition(name, p) for p in parts])
+            ends.update({tp.partition: int(o) for tp, o in offsets.items()})
+            return True, f"{servers}: topic {name!r} has {len(parts)} partitions"
+        finally:
+            consumer.close()
+
+    def lag() -> tuple[bool, str]:
+        if not ends:
+            return False, "unknown (broker not reachable)"
+        done = store.load(pipeline.name, group).offsets
+        behind = {p: max(0, end - done.get((name, p), 0)) for p, end in ends.items()}
+        n = sum(behind.values())
+        parts = ", ".join(f"{name}[{p}] {b:,}" for p, b in sorted(behind.items()))
+        return n <= max_lag, f"group {group!r} is {n:,} records behind ({parts})"
+
+    def windows() -> tuple[bool, str]:
+        points = store.points(pipeline.name)
+        if points.empty:
+            return False, "no window stored yet"
+        newest = points["timestamp"].max()
+        import pandas as pd
+
+        age = (pd.Timestamp.now(tz="UTC") - newest).total_seconds()
+        return (
+            age <= window_age,
+            f"newest window starts {newest:%Y-%m-%d %H:%M} UTC ({age:,.0f} s ago)",
+        )
+
+    def outbox() -> tuple[bool, str]:
+        from detector.alerting.state import AlertState
+
+        counts = AlertState(store, pipeline.name).outbox_counts()
+        failed = counts.get("failed", 0)
+        text = ", ".join(f"{k} {v}" for k, v in counts.items()) or "empty"
+        return failed == 0, f"notifications: {text}"
+
+    checks = [
+        Check("broker", broker, timeout=15.0),
+        store_check(store),
+        Check("lag", lag, timeout=15.0),
+        Check("windows", windows, critical=False),
+        Check("outbox", outbox, critical=False),
+    ]
+    # The lag needs the broker's answer: run the broker check first.
+    first = run_checks(checks[:1], timeout_per_check=15.0)
+    rest = run_checks(checks[1:], timeout_per_check=15.0)
+    from detector.ops.health import HealthReport
+
+    report = HealthReport([*first.results, *rest.results])
+    store.close()
+    click.echo(report.to_json() if as_json else report.to_text())
+    if not report.ok:
+        sys.exit(1)

@@ -12,9 +12,11 @@ import urllib.error
 import urllib.request
 
 import orjson
+from click.testing import CliRunner
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from detector.cli import main
 from tests.stream.shop import PIPELINE, shop_events
 from tests.stream.test_run import BAD, DETECTOR, produce
 
@@ -97,6 +99,15 @@ def test_metrics_and_health_of_a_running_consumer(kafka_broker, topic, tmp_path)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         assert proc.returncode == 0, "".join(lines[-20:])
+
+        # The same checks for a person, from outside.
+        args = ["health", "--pipeline", str(tmp_path / "p.yaml"), "--bootstrap-servers",
+                kafka_broker.bootstrap, "--topic", topic, "--store", store]  # fmt: skip
+        res = CliRunner().invoke(main, [*args, "--group", "ops"])
+        assert res.exit_code == 0, res.output
+        assert "has 3 partitions" in res.output and "0 records behind" in res.output
+        res = CliRunner().invoke(main, [*args, "--group", "never-ran", "--max-lag", "100"])
+        assert res.exit_code == 1 and f"{n + 1:,} records behind" in res.output, res.output
     finally:
         if proc.poll() is None:
             proc.kill()
