@@ -345,6 +345,27 @@ def _export(
     click.echo(f"{len(data):,} rows -> {Path(output)}", err=True)
 
 
+def _ends(consumer: Any, tps: list[Any], timeout: float = 5.0) -> dict[int, int]:
+    """The end of each partition from a fetch's high watermark.
+
+    A "latest offset" answer can be short by up to a producer batch on some Kafka-compatible
+    brokers, while a fetch response carries the true high watermark: fetch one record from
+    just before the answered end and read the watermark off the response.
+    """
+    import time
+
+    answered = {tp: int(o) for tp, o in consumer.end_offsets(tps).items()}
+    consumer.assign(tps)
+    for tp, end in answered.items():
+        consumer.seek(tp, max(0, end - 1))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        consumer.poll(timeout_ms=200, max_records=len(tps))
+        if all(consumer.highwater(tp) is not None for tp in tps if answered[tp] > 0):
+            break
+    return {tp.partition: max(answered[tp], consumer.highwater(tp) or 0) for tp in tps}
+
+
 @main.command()
 @click.option("--pipeline", "pipeline_file", required=True, help="Pipeline YAML file.")
 @click.option("--group", default=None, help="Consumer group (default: detector-PIPELINE).")
@@ -393,15 +414,12 @@ def health(
     def broker() -> tuple[bool, str]:
         from kafka import KafkaConsumer, TopicPartition
 
-        consumer = KafkaConsumer(
-            bootstrap_servers=servers, request_timeout_ms=5000
-        )
+        consumer = KafkaConsumer(bootstrap_servers=servers, request_timeout_ms=5000)
         try:
             parts = consumer.partitions_for_topic(name)
             if not parts:
                 return False, f"topic {name!r} not found at {servers}"
-            offsets = consumer.end_offsets([TopicPartition(name, p) for p in parts])
-            ends.update({tp.partition: int(o) for tp, o in offsets.items()})
+            ends.update(_ends(consumer, [TopicPartition(name, p) for p in parts]))
             return True, f"{servers}: topic {name!r} has {len(parts)} partitions"
         finally:
             consumer.close()
