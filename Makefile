@@ -18,3 +18,4 @@ bench:
 	.venv/bin/python benchmarks/stream.py --latency
 	.venv/bin/python benchmarks/alert_routing.py
 	.venv/bin/python benchmarks/alert_latency.py
+	.venv/bin/python benchmarks/series_memory.py

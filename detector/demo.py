@@ -140,7 +140,7 @@ def format_demo(demo: DemoResult) -> str:
         if not a.matched:
             lines.append(f"  false alert: {a.series} {a.start:%Y-%m-%d %H:%M} {a.kind}")
     for g in demo.gaps:
-        verdict = "reported as missing data, no alert" if g.ok else "NOT reported as missing"
+        verdict = "reported as missing data, no drop alert" if g.ok else "NOT reported as missing"
         lines.append(
             f"Ingestion gap {g.start:%Y-%m-%d %H:%M}-{g.end:%H:%M} UTC on {g.series} series: "
             f"{g.missing} of {g.windows} windows missing, {g.alerts} alerts: {verdict}"
@@ -157,7 +157,8 @@ def format_demo(demo: DemoResult) -> str:
             receiver = key.rsplit(" ", 1)[0]
             per[receiver] = per.get(receiver, 0) + count
         lines.append(
-            f"Alert router (dry run, nothing sent): {n['alerts fired']} alerts, "
+            f"Alert router (dry run, nothing sent): {n['alerts fired']} alerts "
+            f"({n['pipeline stale']} pipeline_stale), "
             f"{n['notifications']} notifications ("
             + ", ".join(f"{r} {c}" for r, c in per.items())
             + ")."

@@ -277,7 +277,8 @@ def test_demo_finds_every_incident_and_reports_the_gap_as_missing(tmp_path: Path
     n_found, n_total = found[0].split("found ")[1].split(";")[0].split(" of ")
     assert n_found == n_total and int(n_total) >= 5
     assert "false alerts: 0 " in result.output
-    assert "reported as missing data, no alert" in result.output
+    assert "reported as missing data, no drop alert" in result.output
+    assert "(1 pipeline_stale)" in result.output
     for name in [
         "events.jsonl",
         "labels.json",

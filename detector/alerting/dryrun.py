@@ -22,6 +22,7 @@ import pandas as pd
 
 from detector.alerting.model import Alert, Notification
 from detector.alerting.router import Router
+from detector.alerting.staleness import STALE_ALERTNAME
 
 __all__ = ["dry_run"]
 
@@ -103,6 +104,9 @@ def dry_run(
         "notifications": sum(counts.values()),
         "by receiver": dict(sorted(counts.items())),
         "alerts fired": router.counts["alerts_opened"],
+        "pipeline stale": sum(
+            1 for _, a in found if a.status == "firing" and a.labels["alertname"] == STALE_ALERTNAME
+        ),
         "path": str(out),
     }
 
