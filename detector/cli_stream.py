@@ -471,3 +471,53 @@ def health(
     click.echo(report.to_json() if as_json else report.to_text())
     if not report.ok:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--pipeline", "pipeline_file", required=True, help="Pipeline YAML file.")
+@click.option("--from", "start", required=True, help="First window to repair (ISO, UTC if naive).")
+@click.option("--to", "end", required=True, help="Repair the windows before this time.")
+@click.argument("events", nargs=-1, metavar="[EVENTS...]")
+@click.option("--bootstrap-servers", default=None, help="host:port[,host:port] of the brokers.")
+@click.option("--topic", default=None, help="Topic (default: the pipeline's Kafka source).")
+@store_option
+@click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
+@_fail_cleanly
+def repair(
+    pipeline_file: str,
+    start: str,
+    end: str,
+    events: tuple[str, ...],
+    bootstrap_servers: str | None,
+    topic: str | None,
+    store_url: str | None,
+    dry_run: bool,
+) -> None:
+    """Recompute [--from, --to) from EVENTS files (or, without them, the Kafka topic) and
+    reconcile the store's metrics and anomalies, reporting what changed."""
+    from detector.errors import InputError
+    from detector.pipeline.config import load_pipeline
+    from detector.repair import events_from_files, events_from_kafka, margin
+    from detector.repair import repair as run_repair
+    from detector.runtime import tuned_gc
+    from detector.store import open_store
+
+    pipeline = load_pipeline(pipeline_file)
+    t1, t2 = _time(start), _time(end)
+    if t2 <= t1:
+        raise click.BadParameter("--to must be after --from", param_hint="--to")
+    for path in events:
+        if not Path(path).is_file():
+            raise InputError("file not found", source=path)
+    if events:
+        batches = events_from_files(events)
+    else:
+        servers, name = _bootstrap(pipeline, bootstrap_servers), _topic(pipeline, topic)
+        batches = events_from_kafka(servers, name, t1 - margin(pipeline))
+    store = open_store(_store_url(pipeline, store_url))
+    try:
+        with tuned_gc():
+            report = run_repair(pipeline, store, t1, t2, batches, dry_run=dry_run)
+    finally:
+        store.close()
+    click.echo(report.to_text())

@@ -381,6 +381,19 @@ class SqlStore(ABC):
             if also is not None:
                 also(Cursor(cur, self.placeholder))
 
+    def replace_anomalies(
+        self, pipeline: str, start: pd.Timestamp, end: pd.Timestamp, frame: pd.DataFrame
+    ) -> None:
+        """Make ``frame`` the anomalies of ``[start, end)``, in one transaction (repair)."""
+        sql, params = _time_range(
+            "DELETE FROM detector_anomalies WHERE pipeline = ?", [pipeline], "ts_us", start, end,
+            1000,
+        )  # fmt: skip
+        with self._lock, self._transaction(write=True) as cur:
+            cur.execute(self._sql(sql), params)
+            if len(frame):
+                self._write_anomalies(cur, pipeline, frame)
+
     def points(
         self,
         pipeline: str,
