@@ -4,7 +4,7 @@
 is one :class:`~detector.store.base.SqlStore` subclass whose ``schemes`` are added here.
 
 >>> with open_store("sqlite:///:memory:") as store:
-...     store.commit("shop", "detector", offsets={("events", 0): 7}, state=None)
+...     version = store.commit("shop", "detector", offsets={("events", 0): 7}, state=None)
 ...     store.load("shop", "detector").offsets
 {('events', 0): 7}
 """
@@ -14,11 +14,19 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from detector.errors import ConfigError
-from detector.store.base import Snapshot, SqlStore, Store, mask_password
+from detector.store.base import Snapshot, SqlStore, StateConflict, Store, mask_password
 from detector.store.postgres import PostgresStore
 from detector.store.sqlite import SqliteStore
 
-__all__ = ["BACKENDS", "PostgresStore", "Snapshot", "SqliteStore", "Store", "open_store"]
+__all__ = [
+    "BACKENDS",
+    "PostgresStore",
+    "Snapshot",
+    "SqliteStore",
+    "StateConflict",
+    "Store",
+    "open_store",
+]
 
 #: URL scheme -> backend class.
 BACKENDS: dict[str, type[SqlStore]] = {

@@ -36,7 +36,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -52,6 +52,7 @@ __all__ = [
     "Cursor",
     "Snapshot",
     "SqlStore",
+    "StateConflict",
     "Store",
     "mask_password",
 ]
@@ -78,11 +79,22 @@ class Snapshot:
     """What a consumer restarts from: where to read next and the state up to there.
 
     >>> Snapshot({}, None)
-    Snapshot(offsets={}, state=None)
+    Snapshot(offsets={}, state=None, version=0)
     """
 
     offsets: dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
     state: bytes | None  # the consumer's aggregator state (opaque), None if never stored
+    #: How many commits built the state (several consumers of a group share it); left out of
+    #: equality, which is about where to resume and from what.
+    version: int = field(default=0, compare=False)
+
+
+class StateConflict(Exception):
+    """Another consumer committed the shared state since this one loaded it."""
+
+    def __init__(self, stored: int, expected: int) -> None:
+        super().__init__(f"state version {stored} in the store, {expected} expected")
+        self.stored, self.expected = stored, expected
 
 
 @runtime_checkable
@@ -105,7 +117,8 @@ class Store(Protocol):
         points: Sequence[Point] = (),
         anomalies: pd.DataFrame | None = None,
         also: Callable[[Cursor], None] | None = None,
-    ) -> None:
+        expect_version: int | None = None,
+    ) -> int:
         """Write everything in one transaction: all of it or, if anything fails, nothing.
 
         ``also`` writes more in the same transaction (the alert router's alerts and outbox).
@@ -206,6 +219,12 @@ _DDL = (
         reason TEXT NOT NULL,
         PRIMARY KEY (pipeline, series, ts_us))""",
     "CREATE INDEX IF NOT EXISTS detector_anomalies_time ON detector_anomalies (pipeline, ts_us)",
+    # Several consumers of one group share the state: each commit checks and bumps its version.
+    """CREATE TABLE IF NOT EXISTS detector_state_version (
+        pipeline TEXT NOT NULL,
+        consumer_group TEXT NOT NULL,
+        version {bigint} NOT NULL,
+        PRIMARY KEY (pipeline, consumer_group))""",
     # The alert router's tables (read and written by detector.alerting.state): one row per
     # alert episode (a fingerprint from firing to resolved), silences, and the outbox of
     # notifications, each written before it is sent and marked when delivered.
@@ -281,6 +300,9 @@ _SELECT_OFFSETS = """SELECT topic, kafka_partition, next_offset FROM detector_of
 
 _SELECT_STATE = "SELECT state FROM detector_state WHERE pipeline = ? AND consumer_group = ?"
 
+_SELECT_VERSION = """SELECT version FROM detector_state_version
+    WHERE pipeline = ? AND consumer_group = ?"""
+
 _SELECT_POINTS = """SELECT start, series, value, denominator, metric, missing
     FROM detector_points WHERE pipeline = ?"""
 
@@ -338,10 +360,11 @@ class SqlStore(ABC):
         >>> from detector.store import open_store
         >>> store = open_store("sqlite:///:memory:")
         >>> store.load("shop", "detector")
-        Snapshot(offsets={}, state=None)
+        Snapshot(offsets={}, state=None, version=0)
         >>> store.commit("shop", "detector", offsets={("events", 0): 42}, state=b"agg")
+        1
         >>> store.load("shop", "detector")
-        Snapshot(offsets={('events', 0): 42}, state=b'agg')
+        Snapshot(offsets={('events', 0): 42}, state=b'agg', version=1)
         >>> store.close()
         """
         with self._lock, self._transaction(write=False) as cur:
@@ -349,7 +372,11 @@ class SqlStore(ABC):
             offsets = {(topic, int(part)): int(nxt) for topic, part, nxt in cur.fetchall()}
             cur.execute(self._sql(_SELECT_STATE), (pipeline, group))
             row = cur.fetchone()
-        return Snapshot(offsets, None if row is None else bytes(row[0]))
+            cur.execute(self._sql(_SELECT_VERSION), (pipeline, group))
+            version = cur.fetchone()
+        return Snapshot(
+            offsets, None if row is None else bytes(row[0]), 0 if version is None else version[0]
+        )
 
     def commit(
         self,
@@ -361,17 +388,24 @@ class SqlStore(ABC):
         points: Sequence[Point] = (),
         anomalies: pd.DataFrame | None = None,
         also: Callable[[Cursor], None] | None = None,
-    ) -> None:
+        expect_version: int | None = None,
+    ) -> int:
         """Upsert offsets, state, points and anomalies in ONE transaction.
 
         Only the partitions in ``offsets`` are written (a consumer that lost a partition in a
         rebalance must not reset it); ``state=None`` keeps the stored blob. If any row is
         invalid or the database fails, the transaction is rolled back and the error raised:
         a half-written commit would let a restart skip events or count them twice.
+
+        ``expect_version``: the state version this commit builds on (:attr:`Snapshot.version`).
+        If another consumer of the group committed since, nothing is written and
+        :class:`StateConflict` is raised; the caller reloads and applies its records again.
+        Returns the new version.
         """
         if state is not None and not isinstance(state, bytes | bytearray | memoryview):
             raise TypeError(f"state must be bytes or None, not {type(state).__name__}")
         with self._lock, self._transaction(write=True) as cur:
+            version = self._check_version(cur, pipeline, group, expect_version)
             self._write_offsets(cur, pipeline, group, offsets)
             if state is not None:
                 cur.execute(self._sql(_UPSERT_STATE), (pipeline, group, bytes(state)))
@@ -380,6 +414,30 @@ class SqlStore(ABC):
                 self._write_anomalies(cur, pipeline, anomalies)
             if also is not None:
                 also(Cursor(cur, self.placeholder))
+        return version
+
+    def _check_version(self, cur: Any, pipeline: str, group: str, expected: int | None) -> int:
+        """Lock the group's version row, check it, bump it (the row is created at 0)."""
+        cur.execute(
+            self._sql(
+                """INSERT INTO detector_state_version (pipeline, consumer_group, version)
+                VALUES (?, ?, 0) ON CONFLICT (pipeline, consumer_group) DO NOTHING"""
+            ),
+            (pipeline, group),
+        )
+        lock = " FOR UPDATE" if self.schemes[0] == "postgresql" else ""
+        cur.execute(self._sql(_SELECT_VERSION + lock), (pipeline, group))
+        stored = int(cur.fetchone()[0])
+        if expected is not None and stored != expected:
+            raise StateConflict(stored, expected)
+        cur.execute(
+            self._sql(
+                """UPDATE detector_state_version SET version = ?
+                WHERE pipeline = ? AND consumer_group = ?"""
+            ),
+            (stored + 1, pipeline, group),
+        )
+        return stored + 1
 
     def replace_anomalies(
         self, pipeline: str, start: pd.Timestamp, end: pd.Timestamp, frame: pd.DataFrame

@@ -46,7 +46,7 @@ from detector.errors import DetectorError
 from detector.events.schema import Undecodable
 from detector.logs import correlation
 from detector.pipeline.config import Pipeline
-from detector.store import Store
+from detector.store import StateConflict, Store
 from detector.stream.source import Batch, Source, TopicPartition
 
 __all__ = ["RunStats", "StreamRunner"]
@@ -70,6 +70,7 @@ class RunStats:
     notifications: int = 0  # written to the outbox
     reloads: int = 0  # pipeline reloads applied (SIGHUP)
     reloads_refused: int = 0  # invalid files, or changes that need a restart
+    rebases: int = 0  # commits retried on a state another consumer of the group moved on
     commits: int = 0
     scorings: int = 0
     errors: int = 0
@@ -125,6 +126,12 @@ class StreamRunner:
         self.idle_partition = idle_partition
         self.commit_every = commit_every
         self._pending: list[Point] = []  # closed since the last commit
+        #: Batches folded in since the last commit, and the state version they build on:
+        #: consumers of one group share the state, and one that finds the store's version
+        #: moved on reloads it and folds these in again (see :meth:`_rebase`).
+        self._replay: list[Batch] = []
+        self.version = 0
+        self._held: set[TopicPartition] = set()  # partitions held since the last assignment
         self._stop = threading.Event()
         self._dirty = False  # records read since the last commit
         self._heard: dict[TopicPartition, float] = {}
@@ -256,7 +263,7 @@ class StreamRunner:
                     self.bootstrap_servers,
                     [self.topic],
                     self.group,
-                    offsets=lambda: self.offsets,
+                    offsets=self._assignment_offsets,
                     on_revoked=self._revoked,
                     on_assigned=self._assigned,
                     session_timeout_ms=self.session_timeout_ms,
@@ -281,6 +288,7 @@ class StreamRunner:
     def _load(self) -> None:
         snap = self.store.load(self.pipeline.name, self.group)
         self.offsets = dict(snap.offsets)
+        self.version = snap.version
         if snap.state is not None:
             state = pickle.loads(snap.state)  # our own store's bytes (see snapshot())
             self.agg.restore(state["aggregator"])
@@ -312,11 +320,13 @@ class StreamRunner:
             except DetectorError as exc:  # stopping with a failing store: already reported
                 log.warning("%s", exc)
         self.agg.forget_partitions(p for t, p in tps if t == self.topic)
+        self._held -= tps
         self._export_assignment()
 
     def _assigned(self, tps: set[TopicPartition]) -> None:
         """Windows wait for each new partition's first events (it may hold older ones)."""
         self.agg.expect_partitions(p for t, p in tps if t == self.topic)
+        self._held |= tps
         self._export_assignment()
 
     def _export_assignment(self) -> None:
@@ -342,7 +352,8 @@ class StreamRunner:
             self.agg.idle_partitions(quiet)
         return self.agg.watermark > before
 
-    def _aggregate(self, batch: Batch) -> list[Point]:
+    def _fold(self, batch: Batch) -> list[Rejected]:
+        """Decode a batch into the aggregator and move the offsets past it."""
         values = batch.values
         try:  # the whole batch in one C loop; a bad record sends it through the slow path
             events: list[Any] = list(map(orjson.loads, values))
@@ -356,6 +367,11 @@ class StreamRunner:
             tp = (batch.topic, p)
             self.offsets[tp] = max(self.offsets.get(tp, 0), o + 1)
             self._heard[tp] = now
+        return rejected
+
+    def _aggregate(self, batch: Batch) -> list[Point]:
+        rejected = self._fold(batch)
+        self._replay.append(batch)  # until committed: another consumer may commit first
         self.stats.records += len(batch)
         self.stats.batches += 1
         if self.metrics is not None:
@@ -591,6 +607,54 @@ class StreamRunner:
         self.alert_state.write_alerts(cur, self._alert_writes, now_us)
         self.alert_state.enqueue(self._notes, now_us, cur)
 
+    def _assignment_offsets(self) -> dict[TopicPartition, int]:
+        """Where newly assigned partitions resume: the store's offsets for partitions another
+        member held until now, this consumer's own for the ones it kept."""
+        try:
+            stored = self.store.load(self.pipeline.name, self.group).offsets
+        except Exception as exc:  # the store is down: resume from what this consumer knows
+            log.warning("could not read the stored offsets (%s)", exc)
+            return dict(self.offsets)
+        for tp, offset in stored.items():
+            if tp not in self._held:
+                self.offsets[tp] = offset
+        return dict(self.offsets)
+
+    def _own_offsets(self) -> dict[TopicPartition, int]:
+        """The offsets of the partitions this consumer holds (others belong to other members
+        of the group, who write their own)."""
+        if self._source is None:
+            return {}
+        held = self._source.assignment()
+        return {tp: o for tp, o in self.offsets.items() if tp in held}
+
+    def _rebase(self) -> None:
+        """Load the group's shared state and fold the uncommitted batches into it again."""
+        batches, self._replay = self._replay, []
+        held = self._source.assignment() if self._source is not None else set()
+        self.agg = WindowAggregator(self.pipeline)
+        self.agg.log_silence = self.router is not None
+        if self.router is not None:
+            from detector.alerting.router import Router
+
+            self.router = Router.for_pipeline(self.pipeline)
+        self.scored_until = None
+        self._alert_writes, self._notes, self._pending = [], [], []
+        self._load()
+        self.agg.expect_partitions(p for t, p in held if t == self.topic)
+        points: list[Point] = []
+        for batch in batches:
+            self._fold(batch)
+            self._replay.append(batch)
+            points += self.agg.close()
+        if points:
+            self._unscored = True
+        self._pending = points
+        if self.router is not None:
+            silence = self.agg.drain_silence()
+            if silence:
+                self._alert_writes += self.router.observe_sources(silence, self.wall())
+
     def _commit(self, anomalies: pd.DataFrame | None = None) -> None:
         """Dead letters to the broker, then one store transaction (the pending points, the
         anomalies, the alerts and notifications, the state and the offsets); retried until
@@ -604,15 +668,17 @@ class StreamRunner:
                 if self._producer is not None:
                     self._producer.flush(timeout=30)
                 started = time.perf_counter()
-                self.store.commit(
+                self.version = self.store.commit(
                     self.pipeline.name,
                     self.group,
-                    offsets=self.offsets,
+                    offsets=self._own_offsets(),
                     state=self._state(),
                     points=points,
                     anomalies=anomalies,
                     also=self._write_alerts if routed else None,
+                    expect_version=self.version,
                 )
+                self._replay = []
                 self.stats.commits += 1
                 if self.metrics is not None:
                     self.metrics.observe_commit(time.perf_counter() - started)
@@ -625,6 +691,20 @@ class StreamRunner:
                 self._pending = []
                 self._dirty = False
                 return
+            except StateConflict as exc:
+                # Another consumer of the group committed: take its state, fold our batches
+                # in again, score what that closes, and commit that instead.
+                self.stats.rebases += 1
+                log.info(
+                    "shared state moved on (%s): reloading, %d batches again", exc,
+                    len(self._replay),
+                )  # fmt: skip
+                self._rebase()
+                anomalies = self._score(self._pending) if self._unscored else None
+                self._route()
+                points = self._pending
+                routed = bool(self._alert_writes or self._notes)
+                continue
             except Exception as exc:
                 self.stats.errors += 1
                 failures += 1

@@ -623,3 +623,18 @@ def test_sqlite_url_relative_to_working_directory(tmp_path, monkeypatch):
         store.commit("shop", "g", offsets={("events", 0): 1}, state=None)
         assert store.url == "sqlite:///data/store.db"
     assert (tmp_path / "data" / "store.db").is_file()
+
+
+def test_commits_check_and_bump_the_shared_state_version(store: Store):
+    from detector.store import StateConflict
+
+    assert store.load("shop", "g").version == 0
+    assert store.commit("shop", "g", offsets={("e", 0): 1}, state=b"a", expect_version=0) == 1
+    assert store.commit("shop", "g", offsets={("e", 1): 5}, state=b"b", expect_version=1) == 2
+    with pytest.raises(StateConflict) as info:  # another consumer committed since version 1
+        store.commit("shop", "g", offsets={("e", 0): 9}, state=b"stale", expect_version=1)
+    assert (info.value.stored, info.value.expected) == (2, 1)
+    snap = store.load("shop", "g")
+    assert (snap.offsets, snap.state, snap.version) == ({("e", 0): 1, ("e", 1): 5}, b"b", 2)
+    assert store.commit("shop", "g", offsets={}, state=None) == 3  # unchecked still counts
+    assert store.load("shop", "h").version == 0
