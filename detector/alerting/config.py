@@ -40,9 +40,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import pandas as pd
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from detector.alerting.alerts import SeverityRules
 from detector.alerting.escalation import EscalationPolicy
@@ -51,8 +52,9 @@ from detector.alerting.receivers import ReceiverConfig
 from detector.alerting.routing import Route, RouteConfig, compile_route
 from detector.alerting.silences import TimeInterval
 from detector.errors import ConfigError
+from detector.pipeline.config import parse_duration
 
-__all__ = ["AlertingConfig", "Severity", "parse_alerting"]
+__all__ = ["AlertingConfig", "LagAlert", "Severity", "parse_alerting"]
 
 
 class Severity(BaseModel):
@@ -64,6 +66,16 @@ class Severity(BaseModel):
 
     def rules(self) -> SeverityRules:
         return SeverityRules(self.score, dict(self.impact), tuple(self.kinds))
+
+
+class LagAlert(BaseModel):
+    """``lag: {max_records: 100000, after: 5m}``: a ``pipeline_lag`` alert while the consumer
+    stays that far behind its topic for that long (``lag: null`` turns it off)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    max_records: int = Field(100_000, gt=0)
+    after: Annotated[pd.Timedelta, BeforeValidator(parse_duration)] = pd.Timedelta("5min")
 
 
 class AlertingConfig(BaseModel):
@@ -79,6 +91,7 @@ class AlertingConfig(BaseModel):
     severity: Severity = Field(default_factory=Severity)
     units: dict[str, str] = Field(default_factory=dict)  # metric -> unit of its impact
     link: str | None = None  # URL template: {series}, {metric}
+    lag: LagAlert | None = Field(default_factory=LagAlert)
     #: seconds between refreshes of silences and acks from the store (CLI changes)
     refresh: float = Field(5.0, gt=0)
 

@@ -45,7 +45,7 @@ from detector.alerting.inhibit import Inhibitor
 from detector.alerting.model import Alert, Notification, ts
 from detector.alerting.routing import Route
 from detector.alerting.silences import Silence, Silencer, time_muted
-from detector.alerting.staleness import SourceWatch
+from detector.alerting.staleness import LagWatch, SourceWatch
 
 __all__ = ["Router"]
 
@@ -66,6 +66,11 @@ class Router:
             ratios=set(ratios),
         )
         self.sources = SourceWatch(pipeline)  # the "pipeline stale" alert per silent app
+        self.lag = (
+            LagWatch(pipeline, max_records=cfg.lag.max_records, after=cfg.lag.after)
+            if cfg.lag is not None
+            else None
+        )
         self.inhibitor = Inhibitor(cfg.inhibit_rules)
         self.silencer = Silencer()
         self.acked: set[str] = set()
@@ -125,6 +130,12 @@ class Router:
         """Take the aggregator's silence records (``drain_silence``): "pipeline stale" alerts."""
         return self.add(self.sources.update(records), now)
 
+    def observe_lag(self, topic: str, lag: int, now: Any) -> list[Alert]:
+        """Take the consumer's lag (records behind the topic's end): "pipeline lag" alert."""
+        if self.lag is None:
+            return []
+        return self.add(self.lag.update(topic, lag, ts(now)), now)
+
     def add(self, alerts: list[Alert], now: Any) -> list[Alert]:
         """Take alert transitions (from :meth:`observe`, or replayed with their times)."""
         if not alerts:
@@ -168,6 +179,7 @@ class Router:
         return {
             "tracker": self.tracker.snapshot(),
             "sources": self.sources.snapshot(),
+            "lag": None if self.lag is None else self.lag.snapshot(),
             "dispatcher": self.dispatcher.snapshot(),
             "escalator": self.escalator.snapshot(),
             "later": [n.to_json() for n in self._later],
@@ -176,6 +188,8 @@ class Router:
     def restore(self, snap: dict[str, Any]) -> None:
         self.tracker.restore(snap["tracker"])
         self.sources.restore(snap.get("sources", {}))
+        if self.lag is not None and snap.get("lag"):
+            self.lag.restore(snap["lag"])
         self.dispatcher.restore(snap["dispatcher"])
         self.escalator.restore(snap["escalator"])
         self._later = [Notification.from_json(b) for b in snap.get("later", [])]
@@ -183,6 +197,8 @@ class Router:
         self.inhibitor = Inhibitor(self.cfg.inhibit_rules)
         self.inhibitor.update(o.alert for o in self.tracker.open.values())
         self.inhibitor.update(self.sources.open.values())
+        if self.lag is not None and self.lag.open is not None:
+            self.inhibitor.update([self.lag.open])
         self._episodes = {
             (o.alert.fingerprint, o.alert.starts_at.value) for o in self.tracker.open.values()
         }

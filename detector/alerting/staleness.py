@@ -25,7 +25,7 @@ import pandas as pd
 
 from detector.alerting.model import Alert
 
-__all__ = ["STALE_ALERTNAME", "SourceWatch"]
+__all__ = ["LAG_ALERTNAME", "STALE_ALERTNAME", "LagWatch", "SourceWatch"]
 
 STALE_ALERTNAME = "pipeline_stale"
 
@@ -92,3 +92,73 @@ class SourceWatch:
     def restore(self, snap: Mapping[str, Any]) -> None:
         self.open = {s: Alert.from_dict(a) for s, a in snap.get("open", {}).items()}
         self.seen = dict(snap.get("seen", {}))
+
+
+LAG_ALERTNAME = "pipeline_lag"
+
+
+class LagWatch:
+    """One ``pipeline_lag`` alert while the detector itself is behind its topic.
+
+    Windows close on event time, so a lagging consumer delays alerts rather than faking drops;
+    but people should know that what they see is late. The alert fires once the lag has stayed
+    above ``max_records`` for ``after`` (a burst that is read in seconds pages nobody) and
+    resolves when the lag is back under the bound.
+
+    >>> w = LagWatch("shop", max_records=1000, after=pd.Timedelta("5min"))
+    >>> t = pd.Timestamp("2026-01-01T10:00Z")
+    >>> w.update("events", 5000, t), w.update("events", 6000, t + pd.Timedelta("4min"))
+    ([], [])
+    >>> [a.status for a in w.update("events", 7000, t + pd.Timedelta("5min"))]
+    ['firing']
+    >>> [a.status for a in w.update("events", 10, t + pd.Timedelta("9min"))]
+    ['resolved']
+    """
+
+    def __init__(self, pipeline: str, *, max_records: int, after: pd.Timedelta) -> None:
+        self.pipeline = pipeline
+        self.max_records = max_records
+        self.after = after
+        self.since: pd.Timestamp | None = None  # when the lag went over the bound
+        self.open: Alert | None = None
+
+    def update(self, topic: str, lag: int, now: pd.Timestamp) -> list[Alert]:
+        """The alert transitions for the lag ``lag`` (records) measured at ``now``."""
+        if lag <= self.max_records:
+            self.since = None
+            if self.open is not None:
+                alert, self.open = self.open.resolved(now), None
+                return [alert]
+            return []
+        if self.since is None:
+            self.since = now
+        if self.open is None and now - self.since >= self.after:
+            self.open = Alert(
+                {
+                    "alertname": LAG_ALERTNAME,
+                    "pipeline": self.pipeline,
+                    "topic": topic,
+                    "kind": "stale",
+                    "severity": "warning",
+                },
+                self.since,
+                {
+                    "reason": f"detector is {lag:,} records behind on {topic} (over "
+                    f"{self.max_records:,} since {self.since:%H:%M} UTC): alerts come late",
+                    "summary": f"detector lags on {topic}",
+                    "value": str(lag),
+                },
+            )
+            return [self.open]
+        return []
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "since": None if self.since is None else self.since.value,
+            "open": None if self.open is None else self.open.to_dict(),
+        }
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        since = snap.get("since")
+        self.since = None if since is None else pd.Timestamp(since, tz="UTC")
+        self.open = None if snap.get("open") is None else Alert.from_dict(snap["open"])

@@ -140,6 +140,7 @@ class StreamRunner:
         self.metrics = metrics
         self.last_loop = self.last_poll_ok = clock()  # for liveness and readiness
         self._observed = clock()
+        self._lag_checked = clock()
         self._counted: dict[str, int] = {}  # aggregator counters already exported
         # The alert router, its durable state and the sender (None with alerting=False).
         self.wall = wall or (lambda: pd.Timestamp.now(tz="UTC"))
@@ -214,6 +215,9 @@ class StreamRunner:
                     self._pending += points
                 if self.metrics is not None:
                     self._observe(points, now)
+                if self.router is not None and now - self._lag_checked >= 5.0:
+                    self._lag_checked = now
+                    self._watch_lag()
                 if self.router is not None:  # apps that went silent, or were heard again
                     silence = self.agg.drain_silence()
                     if silence:
@@ -590,6 +594,19 @@ class StreamRunner:
             notes = self.router.flush(now)
             self._notes += notes
             self.stats.notifications += len(notes)
+
+    def _watch_lag(self) -> None:
+        """How far behind the topic's end this consumer is: the ``pipeline_lag`` alert."""
+        if self._source is None or self.router is None or self.router.lag is None:
+            return
+        total = 0
+        for tp in self._source.assignment():
+            high, pos = self._source.highwater(tp), self._source.position(tp)
+            if high is not None and pos is not None:
+                total += max(0, high - pos)
+        changed = self.router.observe_lag(self.topic, total, self.wall())
+        self._alert_writes += changed
+        self.stats.alerts += len(changed)
 
     def _refresh(self, now: pd.Timestamp) -> None:
         from detector.alerting.silences import Silence

@@ -220,3 +220,41 @@ def test_pipeline_stale_transitions(records, want):
     again = SourceWatch("shop")
     again.restore(watch.snapshot())
     assert again.open.keys() == watch.open.keys()
+
+
+LAG = {
+    "a burst read in time pages nobody": ([(0, 5000), (240, 6000), (280, 10)], []),
+    "a lag that stays fires once, then resolves": (
+        [(0, 5000), (300, 7000), (400, 9000), (900, 500)],
+        ["firing@0 at 300", "resolved@0 at 900"],
+    ),
+    "back under the bound restarts the clock": ([(0, 5000), (200, 10), (300, 5000)], []),
+}
+
+
+@pytest.mark.parametrize(("steps", "want"), LAG.values(), ids=LAG.keys())
+def test_pipeline_lag_alert(steps, want):
+    from detector.alerting.staleness import LagWatch
+
+    watch = LagWatch("shop", max_records=1000, after=pd.Timedelta("5min"))
+    got = []
+    for seconds, lag in steps:
+        at = T0 + pd.Timedelta(seconds=seconds)
+        for a in watch.update("events", lag, at):
+            got.append(f"{a.status}@{int((a.starts_at - T0).total_seconds())} at {seconds}")
+            assert a.labels["alertname"] == "pipeline_lag" and a.labels["topic"] == "events"
+    assert got == want
+
+
+def test_the_lag_alert_is_configurable_and_can_be_turned_off():
+    from detector.alerting.config import AlertingConfig
+    from detector.alerting.router import Router
+
+    cfg = AlertingConfig.model_validate({"lag": {"max_records": 10, "after": "0s"}})
+    router = Router("shop", cfg)
+    assert [a.status for a in router.observe_lag("events", 11, T0)] == ["firing"]
+    again = Router("shop", cfg)
+    again.restore(router.snapshot())
+    assert [a.status for a in again.observe_lag("events", 0, T0)] == ["resolved"]
+    off = Router("shop", AlertingConfig.model_validate({"lag": None}))
+    assert off.observe_lag("events", 10**9, T0) == []
