@@ -48,14 +48,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from detector.alerting.matchers import Matcher, check_matchers, parse_matchers
 from detector.errors import ConfigError
-from detector.pipeline.config import parse_duration
+from detector.pipeline.config import Duration, Lateness
 
 __all__ = [
     "DEFAULT_GROUP_INTERVAL",
@@ -73,22 +73,9 @@ DEFAULT_REPEAT_INTERVAL = pd.Timedelta("4h")
 ALL_LABELS = "..."
 
 
-def _positive(value: object) -> pd.Timedelta:
-    delta = parse_duration(value)
-    if delta <= pd.Timedelta(0):
-        raise ValueError(f"must be longer than 0, got {value!r}")
-    return delta
-
-
-def _non_negative(value: object) -> pd.Timedelta:
-    delta = parse_duration(value)
-    if delta < pd.Timedelta(0):
-        raise ValueError(f"must not be negative, got {value!r}")
-    return delta
-
-
-PositiveDuration = Annotated[pd.Timedelta, BeforeValidator(_positive)]
-NonNegativeDuration = Annotated[pd.Timedelta, BeforeValidator(_non_negative)]
+#: Durations as the pipeline file writes them (``30s``, ``5m``): group_wait may be 0.
+PositiveDuration = Duration
+NonNegativeDuration = Lateness
 
 
 class RouteConfig(BaseModel):

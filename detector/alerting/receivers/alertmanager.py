@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from detector.alerting.model import Alert, Notification
-from detector.alerting.receivers.base import HttpReceiver, HttpSettings
+from detector.alerting.receivers.base import HttpSettings, UrlReceiver
 from detector.alerting.receivers.webhook import rfc3339
 from detector.alerting.secrets import Secret
 from detector.errors import ConfigError
@@ -51,17 +51,10 @@ def alert_body(a: Alert) -> dict[str, Any]:
     return body
 
 
-class AlertmanagerReceiver(HttpReceiver):
+class AlertmanagerReceiver(UrlReceiver):
     """POSTs a notification's alerts to an Alertmanager's v2 API."""
 
     kind = "alertmanager"
-
-    def __init__(self, name: str, *, url: Secret | str, **options: Any) -> None:
-        super().__init__(name, **options)
-        self.url = Secret.parse(url)
-
-    def _secrets(self) -> list[Secret | str | None]:
-        return [self.url, *super()._secrets()]
 
     def _deliver(self, notification: Notification) -> None:
         try:

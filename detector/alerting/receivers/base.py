@@ -27,18 +27,17 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
 import orjson
-import pandas as pd
 import requests
-from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from detector.alerting.model import DeliveryError, Notification
 from detector.alerting.secrets import Secret, redact
 from detector.alerting.templates import Templates
 from detector.errors import ConfigError
-from detector.pipeline.config import parse_duration
+from detector.pipeline.config import Duration as PipelineDuration
 
 __all__ = [
     "BaseReceiver",
@@ -48,6 +47,7 @@ __all__ = [
     "HttpSettings",
     "ReceiverSettings",
     "RetryAfter",
+    "UrlReceiver",
     "parse_retry_after",
 ]
 
@@ -57,15 +57,8 @@ _BODY_LIMIT = 1024  # bytes of an error answer quoted in the message
 _USER_AGENT = "detector-alerting/1"
 
 
-def _positive(value: object) -> pd.Timedelta:
-    delta = parse_duration(value)
-    if delta <= pd.Timedelta(0):
-        raise ValueError(f"must be longer than 0, got {value!r}")
-    return delta
-
-
-#: ``"10s"``, ``"5m"`` or a number of seconds, > 0, as a pandas Timedelta.
-Duration = Annotated[pd.Timedelta, BeforeValidator(_positive)]
+#: ``"10s"``, ``"5m"`` or a number of seconds, > 0, as a pandas Timedelta (the pipeline's own).
+Duration = PipelineDuration
 
 
 class ReceiverSettings(BaseModel):
@@ -333,3 +326,15 @@ def _root_reason(exc: BaseException) -> str:
         seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
     reason = getattr(seen, "strerror", None) or str(seen) or type(seen).__name__
     return str(reason)
+
+
+class UrlReceiver(HttpReceiver):
+    """An HTTP receiver whose destination is one URL, kept as a secret (its path or query may
+    hold a token) and never shown in an error."""
+
+    def __init__(self, name: str, *, url: Secret | str, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.url = Secret.parse(url)
+
+    def _secrets(self) -> list[Secret | str | None]:
+        return [self.url, *super()._secrets()]

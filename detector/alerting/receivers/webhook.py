@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from detector.alerting.model import Alert, Notification
-from detector.alerting.receivers.base import HttpReceiver, HttpSettings
+from detector.alerting.receivers.base import HttpSettings, UrlReceiver
 from detector.alerting.secrets import Secret
 
 __all__ = ["WebhookReceiver", "WebhookSettings", "payload", "rfc3339"]
@@ -83,17 +83,10 @@ def payload(notification: Notification, receiver: str) -> dict[str, Any]:
     }
 
 
-class WebhookReceiver(HttpReceiver):
+class WebhookReceiver(UrlReceiver):
     """POSTs :func:`payload` to ``url`` with an ``Idempotency-Key`` header."""
 
     kind = "webhook"
-
-    def __init__(self, name: str, *, url: Secret | str, **options: Any) -> None:
-        super().__init__(name, **options)
-        self.url = Secret.parse(url)
-
-    def _secrets(self) -> list[Secret | str | None]:
-        return [self.url, *super()._secrets()]
 
     def _deliver(self, notification: Notification) -> None:
         self._post(
