@@ -258,8 +258,26 @@ def label(obj: _Context, alert_id: str, verdict: str, comment: str) -> None:
     click.echo(f"{row.id} labelled {verdict}")
 
 
+def _pipeline_option(func: Any) -> Any:
+    """``--pipeline`` after the subcommand too (``detector alerts test-route --pipeline F``)."""
+
+    def keep(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value:
+            ctx.find_object(_Context).pipeline_file = value
+
+    return click.option(
+        "--pipeline",
+        "pipeline_file",
+        default=None,
+        expose_value=False,
+        callback=keep,
+        help="Pipeline YAML file (also accepted before the subcommand).",
+    )(func)
+
+
 @alerts.command("test-route")
 @click.argument("labels", nargs=-1, required=True)
+@_pipeline_option
 @click.pass_obj
 @_fail_cleanly
 def test_route(obj: _Context, labels: tuple[str, ...]) -> None:
@@ -278,6 +296,7 @@ def test_route(obj: _Context, labels: tuple[str, ...]) -> None:
 
 @alerts.command("send-test")
 @click.argument("receiver")
+@_pipeline_option
 @click.pass_obj
 @_fail_cleanly
 def send_test(obj: _Context, receiver: str) -> None:

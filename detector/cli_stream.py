@@ -434,11 +434,11 @@ def health(
         return n <= max_lag, f"group {group!r} is {n:,} records behind ({parts})"
 
     def windows() -> tuple[bool, str]:
-        points = store.points(pipeline.name)
-        if points.empty:
-            return False, "no window stored yet"
-        newest = points["timestamp"].max()
         import pandas as pd
+
+        newest = store.newest_point(pipeline.name)
+        if newest is None:
+            return False, "no window stored yet"
 
         age = (pd.Timestamp.now(tz="UTC") - newest).total_seconds()
         return (

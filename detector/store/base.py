@@ -439,6 +439,19 @@ class SqlStore(ABC):
         )
         return stored + 1
 
+    def newest_point(self, pipeline: str) -> pd.Timestamp | None:
+        """The start of the newest stored window (None if none): one indexed lookup, not a
+        read of every point (health checks ask it often)."""
+        with self._lock, self._transaction(write=False) as cur:
+            cur.execute(
+                self._sql("SELECT MAX(start) FROM detector_points WHERE pipeline = ?"),
+                (pipeline,),
+            )
+            row = cur.fetchone()
+        if row is None or row[0] is None:
+            return None
+        return pd.Timestamp(int(row[0]), unit="s", tz="UTC")
+
     def replace_anomalies(
         self, pipeline: str, start: pd.Timestamp, end: pd.Timestamp, frame: pd.DataFrame
     ) -> None:

@@ -193,3 +193,10 @@ alerting:
         msg,
     ), msg
     assert "alerting.route.group_wait" in msg
+
+
+def test_the_pipeline_may_follow_the_subcommand(seeded, tmp_path):
+    url, _ = seeded
+    p = pipeline_file(tmp_path, url)
+    code, out = cli("alerts", "test-route", "--pipeline", str(p), "severity=critical")
+    assert code == 0 and "receiver 'oncall'" in out.splitlines()[-1], out

@@ -638,3 +638,11 @@ def test_commits_check_and_bump_the_shared_state_version(store: Store):
     assert (snap.offsets, snap.state, snap.version) == ({("e", 0): 1, ("e", 1): 5}, b"b", 2)
     assert store.commit("shop", "g", offsets={}, state=None) == 3  # unchecked still counts
     assert store.load("shop", "h").version == 0
+
+
+def test_newest_point_is_the_latest_window_start(store: Store):
+    assert store.newest_point("shop") is None
+    points = [point("orders{m=DE}", T0, 1.0), point("orders{m=FR}", T0 + 300, 2.0)]
+    store.commit("shop", "g", offsets={}, state=None, points=points)
+    assert store.newest_point("shop") == ts(T0 + 300)
+    assert store.newest_point("other") is None
