@@ -31,6 +31,7 @@ usual). A revenue drop says how much revenue is missing, not only that it is low
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -41,6 +42,8 @@ import numpy as np
 import pandas as pd
 
 from detector.alerting.model import Alert
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AlertTracker", "SeverityRules", "series_labels"]
 
@@ -100,6 +103,10 @@ class _Open:
     alert: Alert
     impact: float
     last: pd.Timestamp
+    # The episode's anomalous points (time in ns -> their impact), so that a window scored
+    # again (late data) can be taken back out of the alert, and the alert resolved when none
+    # is left.
+    points: dict[int, float] = field(default_factory=dict)
 
 
 class AlertTracker:
@@ -126,14 +133,19 @@ class AlertTracker:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "open": {s: (o.alert.to_dict(), o.impact, o.last.value) for s, o in self.open.items()},
+            "open": {
+                s: (o.alert.to_dict(), o.impact, o.last.value, list(o.points.items()))
+                for s, o in self.open.items()
+            },
             "seen": {s: t.value for s, t in self.seen.items()},
         }
 
     def restore(self, snap: Mapping[str, Any]) -> None:
         self.open = {
-            s: _Open(Alert.from_dict(a), impact, pd.Timestamp(last, tz="UTC"))
-            for s, (a, impact, last) in snap.get("open", {}).items()
+            s: _Open(
+                Alert.from_dict(a), o[0], pd.Timestamp(o[1], tz="UTC"), dict(o[2] if o[2:] else ())
+            )
+            for s, (a, *o) in snap.get("open", {}).items()
         }
         self.seen = {s: pd.Timestamp(t, tz="UTC") for s, t in snap.get("seen", {}).items()}
 
@@ -146,8 +158,9 @@ class AlertTracker:
     def transitions(self, scored: pd.DataFrame) -> list[tuple[pd.Timestamp, Alert]]:
         """:meth:`update` with the time of the point that caused each transition.
 
-        Points at or before the last one processed for their series are skipped: a re-scored
-        window (late data) does not replay transitions.
+        A point at or before the last one processed for its series is a window scored again
+        (late data within the lateness, a repair): it does not replay transitions, it corrects
+        them (:meth:`_rescored`).
         """
         if scored.empty:
             return []
@@ -168,16 +181,21 @@ class AlertTracker:
         for i in range(len(frame)):
             s, t = series[i], ts[i]
             last = self.seen.get(s)
-            if last is not None and t <= last:
-                continue
-            self.seen[s] = t
             cur = self.open.get(s)
+            delta = 0.0
             if anomalous[i]:
                 value, expected = _num(cols["value"][i]), _num(cols["expected"][i])
                 delta = value - expected
                 if den is not None and metric[i] in self.ratios and math.isfinite(_num(den[i])):
                     delta *= _num(den[i])
                 delta = delta if math.isfinite(delta) else 0.0
+            if last is not None and t <= last:
+                if anomalous[i] or scored_ok[i]:
+                    changed += self._rescored(s, t, last, bool(anomalous[i]), delta, i, metric,
+                                              cols, kinds, reasons)  # fmt: skip
+                continue
+            self.seen[s] = t
+            if anomalous[i]:
                 kind = str(kinds[i])
                 impact = delta + (cur.impact if cur else 0.0)
                 annotations = self._annotations(s, str(metric[i]), cols, i, str(reasons[i]), impact)
@@ -199,13 +217,80 @@ class AlertTracker:
                 else:
                     annotations["started"] = cur.alert.annotations.get("started", "")
                     alert = Alert(cur.alert.labels, cur.alert.starts_at, annotations)
-                self.open[s] = _Open(alert, impact, t)
+                points = cur.points if cur else {}
+                points[t.value] = delta
+                self.open[s] = _Open(alert, impact, t, points)
                 changed.append((t, alert))
             elif cur is not None and scored_ok[i]:
                 alert = cur.alert.resolved(t)
                 changed.append((t, alert))
                 del self.open[s]
         return changed
+
+    def _rescored(
+        self,
+        s: str,
+        t: pd.Timestamp,
+        last: pd.Timestamp,
+        anomalous: bool,
+        delta: float,
+        i: int,
+        metric: np.ndarray,
+        cols: Mapping[str, np.ndarray],
+        kinds: np.ndarray,
+        reasons: np.ndarray,
+    ) -> list[tuple[pd.Timestamp, Alert]]:
+        """Correct the alerts for a window of ``s`` at ``t`` scored again after ``last``.
+
+        - An anomalous point of the open alert that is normal now leaves it; when none is left
+          the alert is resolved, annotated ``retracted``: a page about a drop that late events
+          filled in gets its resolved notice.
+        - A point anomalous now, inside the open alert's span, joins it (impact updated).
+        - A point anomalous now with no open alert around it is an episode nobody saw: it is
+          opened and resolved at once (at the latest point seen, which was normal), so it is
+          notified once, as resolved, annotated ``found_late``.
+        """
+        cur = self.open.get(s)
+        key = t.value
+        if cur is not None and key in cur.points:
+            cur.impact -= cur.points.pop(key)
+            if anomalous:
+                cur.points[key] = delta
+                cur.impact += delta
+                return []
+            if cur.points:
+                return []
+            annotations = {
+                **cur.alert.annotations,
+                "retracted": f"window {t.isoformat()} scored again with late data: normal",
+                "impact": f"+0 {self.units.get(str(metric[i]), str(metric[i]))}",
+            }
+            del self.open[s]
+            alert = Alert(cur.alert.labels, cur.alert.starts_at, annotations).resolved(last)
+            return [(t, alert)]
+        if not anomalous:
+            return []
+        if cur is not None:
+            if t >= cur.alert.starts_at:
+                cur.points[key] = delta
+                cur.impact += delta
+            else:  # before the open alert: it would share its fingerprint; noted, not paged
+                log.info("late data: %s at %s anomalous after the fact (an alert is open)", s, t)
+            return []
+        m, kind = str(metric[i]), str(kinds[i])
+        annotations = self._annotations(s, m, cols, i, str(reasons[i]), delta)
+        annotations.update(kind_now=kind, started=t.isoformat(), found_late=last.isoformat())
+        labels = {
+            **series_labels(s),
+            "alertname": m,
+            "pipeline": self.pipeline,
+            "metric": m,
+            "series": s,
+            "kind": kind,
+            "severity": self.severity.of(m, kind, _num(cols["score"][i]), delta),
+        }
+        alert = Alert(labels, t, annotations)
+        return [(t, alert), (t, alert.resolved(last))]
 
     def _annotations(
         self,

@@ -445,7 +445,13 @@ class StreamRunner:
         if self.metrics is not None:
             self.metrics.observe_scoring(time.perf_counter() - started)
         if self.scored_until is not None:
-            scores = scores.loc[scores["timestamp"] > self.scored_until]
+            # New windows, and windows closed again by late events: the tracker corrects the
+            # alerts of the latter (a drop that late events filled in is resolved).
+            again = pd.MultiIndex.from_frame(fresh[["series", "timestamp"]]) if len(fresh) else None
+            keep = scores["timestamp"] > self.scored_until
+            if again is not None:
+                keep |= pd.MultiIndex.from_frame(scores[["series", "timestamp"]]).isin(again)
+            scores = scores.loc[keep]
         found = scores.loc[scores["is_anomaly"].astype(bool)]
         if self.router is not None and len(scores):
             if "denominator" in fresh:  # ratio impact counts denominator units

@@ -258,3 +258,52 @@ def test_the_lag_alert_is_configurable_and_can_be_turned_off():
     assert [a.status for a in again.observe_lag("events", 0, T0)] == ["resolved"]
     off = Router("shop", AlertingConfig.model_validate({"lag": None}))
     assert off.observe_lag("events", 10**9, T0) == []
+
+
+# -- windows scored again (late data) ---------------------------------------------------------
+
+
+def test_a_window_scored_again_as_normal_retracts_the_alert_it_opened():
+    tracker = AlertTracker("shop", units={"orders": "orders"})
+    first = tracker.update(scored("orders{market=DE}", [N, N, dip()]))
+    assert [a.status for a in first] == ["firing"]
+    again = scored("orders{market=DE}", [N, N, N]).iloc[[2]]
+    (resolved,) = tracker.update(again)
+    assert resolved.status == "resolved" and resolved.fingerprint == first[0].fingerprint
+    assert "late data" in resolved.annotations["retracted"]
+    assert resolved.annotations["impact"] == "+0 orders"
+    assert tracker.open == {}
+
+
+def test_one_point_of_several_taken_back_keeps_the_alert_open_with_less_impact():
+    tracker = AlertTracker("shop", units={"orders": "orders"})
+    tracker.update(scored("orders{market=DE}", [N, dip(0.0), dip(50.0)]))
+    assert tracker.open["orders{market=DE}"].impact == -150.0
+    assert tracker.update(scored("orders{market=DE}", [N, N, N]).iloc[[1]]) == []
+    assert tracker.open["orders{market=DE}"].impact == -50.0
+    # the snapshot keeps the episode's points: a restored tracker retracts the last one
+    restored = AlertTracker("shop", units={"orders": "orders"})
+    restored.restore(tracker.snapshot())
+    (resolved,) = restored.update(scored("orders{market=DE}", [N, N, N]).iloc[[2]])
+    assert resolved.status == "resolved"
+
+
+def test_an_anomaly_found_late_with_no_alert_open_is_notified_once_as_resolved():
+    tracker = AlertTracker("shop")
+    assert tracker.update(scored("orders{market=DE}", [N, N, N, N])) == []
+    late = tracker.transitions(scored("orders{market=DE}", [N, dip(), N, N]).iloc[[1]])
+    assert [(a.status, t) for t, a in late] == [("firing", T0 + STEP), ("resolved", T0 + STEP)]
+    assert late[1][1].ends_at == T0 + 3 * STEP  # the latest point seen, which was normal
+    assert late[0][1].annotations["found_late"] == (T0 + 3 * STEP).isoformat()
+    assert tracker.open == {}
+
+
+def test_an_old_snapshot_without_episode_points_still_restores():
+    tracker = AlertTracker("shop")
+    tracker.update(scored("orders{market=DE}", [N, dip()]))
+    snap = tracker.snapshot()
+    snap["open"] = {s: tuple(v[:3]) for s, v in snap["open"].items()}  # before late-data support
+    restored = AlertTracker("shop")
+    restored.restore(snap)
+    (resolved,) = restored.update(scored("orders{market=DE}", [N, dip(), N]).iloc[[2]])
+    assert resolved.status == "resolved"

@@ -8,6 +8,7 @@ arrives, and a key that arrives twice is a retry the receiver dedupes.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -43,6 +44,7 @@ class Hook:
             self.port = s.getsockname()[1]
         self.mode = "ok"  # ok | fail | hang
         self.keys: list[str] = []  # Idempotency-Key of every request answered 2xx
+        self.bodies: list[dict] = []  # and its JSON body
         self.attempts = 0
         self.release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -58,7 +60,7 @@ class Hook:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 hook.attempts += 1
                 if hook.mode == "hang":
                     hook.release.wait(10)
@@ -66,6 +68,7 @@ class Hook:
                 status = 500 if hook.mode == "fail" else 200
                 if status == 200:
                     hook.keys.append(self.headers["Idempotency-Key"])
+                    hook.bodies.append(json.loads(body) if body else {})
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
