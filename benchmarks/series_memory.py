@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/series_memory.py [--skus 50000] [--minutes 30] [--per-window 2]
-                                       [--batch 10000] [--history-days 1]
+                                       [--batch 10000] [--history-hours 6] [--budget N]
 
 Target (issue 6): 100,000 active series held by one instance within 2 GiB of memory.
 
@@ -22,15 +22,15 @@ as ``detector run`` does. Figures:
   returns the pickle's bytes), what a stream writes to its store per commit;
 - **events/s** of ``add`` + ``close`` (event generation not counted), and the number of
   distinct series in the closed points;
-- **scoring side** (``--history-days``, 0 to skip): ``history-days`` of 5-minute points for
-  every series in the layout the runner scores (:func:`detector.backtest.points_frame`'s
-  columns and dtypes: timestamp, series, value, denominator, metric, missing; with pandas 3
-  the series and metric columns are Arrow strings, each row holding its own bytes), held
-  *beside* the aggregator, as a stream holds both: its size by ``memory_usage`` and by
-  resident memory, what a categorical series column would take instead, the same points as a
-  ``(time x series)`` float64 panel, and the process's peak RSS over the whole run. The
-  runner reads this history from its store at each scoring; the store's row decoding is not
-  measured here. Two days (the models' usual history) would double the frame.
+- **scoring side** (``--history-hours``, 0 to skip): that much 5-minute history for every
+  series is committed to a SQLite store (as a stream commits its points), then one scoring
+  round runs as ``detector run`` runs it after a window closes
+  (:func:`detector.stream.scoring.score_closed`: every series' new window scored with its
+  whole stored history, one slice of at most ``--budget`` points at a time): its time, its
+  points read and scored per second, and the peak RSS it adds. The slice budget, not the
+  number of series or the history's length, bounds that peak; a longer history makes more
+  slices, each of the same size. The process's peak RSS over the whole run is the figure
+  for the target.
 """
 
 from __future__ import annotations
@@ -124,27 +124,41 @@ def events(skus: int, minutes: int, per_window: int, batch: int) -> Iterator[lis
         yield out
 
 
-def points_history(series: list[str], days: float) -> Any:
-    """``days`` of 5-minute points for every series, in ``points_frame``'s columns."""
-    import pandas as pd
+def write_history(store: Any, pipeline: str, series: list[str], hours: float) -> int:
+    """``hours`` of 5-minute points before START for every series, committed to ``store``
+    a few hundred thousand points at a time (as a stream commits them); returns the count."""
+    from detector.aggregation.windows import Point
 
-    steps = int(days * 86400 // WINDOW)
-    n = steps * len(series)
-    first = pd.Timestamp(START, unit="s", tz="UTC") - pd.Timedelta(days=days)
-    stamps = pd.date_range(first, periods=steps, freq="5min")
-    names = np.array(series, dtype=object)
-    metrics = np.array([s.split("{", 1)[0] for s in series], dtype=object)
+    steps = int(hours * 3600 // WINDOW)
+    first = START - steps * WINDOW
     rng = np.random.default_rng(1)
-    return pd.DataFrame(
-        {
-            "timestamp": np.tile(stamps.values, len(series)),
-            "series": np.repeat(names, steps),
-            "value": rng.poisson(3.0, n).astype(float),
-            "denominator": np.full(n, np.nan),
-            "metric": np.repeat(metrics, steps),
-            "missing": np.zeros(n, dtype=bool),
-        }
-    ).assign(timestamp=lambda f: f["timestamp"].dt.tz_localize("UTC"))
+    per = max(1, 300_000 // max(steps, 1))
+    n = 0
+    for a in range(0, len(series), per):
+        names = series[a : a + per]
+        values = rng.poisson(3.0, (len(names), steps)).astype(float).tolist()
+        pts = [
+            Point(name.split("{", 1)[0], name, first + k * WINDOW, v, None, False)
+            for name, row in zip(names, values, strict=True)
+            for k, v in enumerate(row)
+        ]
+        store.commit(pipeline, "bench", offsets={}, state=None, points=pts)
+        n += len(pts)
+    return n
+
+
+def points_frame_of(series: list[str], start: int) -> Any:
+    """One closed window at ``start`` for every series, as the runner hands it to scoring."""
+    from detector.aggregation.windows import Point
+    from detector.backtest import points_frame
+
+    rng = np.random.default_rng(2)
+    values = rng.poisson(3.0, len(series)).astype(float).tolist()
+    pts = [
+        Point(n.split("{", 1)[0], n, start, v, None, False)
+        for n, v in zip(series, values, strict=True)
+    ]
+    return points_frame(pts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,11 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=int, default=30, help="event time covered")
     parser.add_argument("--per-window", type=int, default=2, help="orders per sku per window")
     parser.add_argument("--batch", type=int, default=10_000)
-    parser.add_argument("--history-days", type=float, default=1.0, help="0: skip scoring side")
+    parser.add_argument(
+        "--history-hours", type=float, default=6.0, help="stored history; 0: skip scoring"
+    )
+    parser.add_argument("--budget", type=int, default=None, help="points per scoring slice")
     args = parser.parse_args(argv)
 
     # pandas before the baseline too: a running detector always has it loaded.
-    import pandas as pd  # noqa: F401
+    import pandas as pd
 
     from detector.aggregation.windows import WindowAggregator
     from detector.pipeline.config import parse_pipeline
@@ -204,39 +221,59 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aggregator held RSS: {mib(agg_now)} (+{mib(agg_now - base_now)} over baseline)")
     print(f"snapshot: {mib(snapshot_bytes)} pickled, written in {snap_s:.2f} s")
 
-    if args.history_days > 0:
+    if args.history_hours > 0:
+        import tempfile
+
+        from detector.stream.scoring import BUDGET_ROWS, SeriesCatalogue, score_closed
+
+        budget = args.budget or BUDGET_ROWS
+        pipeline = parse_pipeline(PIPELINE)
         names = sorted(series)
-        before = current_rss()
-        t = time.perf_counter()
-        frame = points_history(names, args.history_days)
-        build_s = time.perf_counter() - t
-        gc.collect()
-        after = current_rss()
-        size = int(frame.memory_usage(index=True, deep=True).sum())
-        steps = len(frame) // max(len(names), 1)
-        panel_bytes = steps * len(names) * 8
-        print(
-            f"scoring history: {len(frame):,} points ({len(names):,} series x {steps} x 5m, "
-            f"{args.history_days:g} day(s)), built in {build_s:.1f} s"
-        )
-        print(f"points frame: {mib(size)} ({size / max(len(frame), 1):.0f} B/point)")
-        if before is not None and after is not None:
-            print(f"points frame held RSS: +{mib(after - before)} beside the aggregator")
-        t = time.perf_counter()
-        cats = frame["series"].astype("category").memory_usage(index=False, deep=True)
-        text = frame["series"].memory_usage(index=False, deep=True)
-        print(
-            f"series column: {mib(text)} as strings, {mib(cats)} as a categorical "
-            f"(converted in {time.perf_counter() - t:.1f} s)"
-        )
-        print(f"as a float64 panel (time x series): {mib(panel_bytes)}")
-        del frame
+        with tempfile.TemporaryDirectory() as tmp:
+            from detector.store import open_store
+
+            store = open_store(f"sqlite:///{tmp}/store.db")
+            t = time.perf_counter()
+            stored = write_history(store, pipeline.name, names, args.history_hours)
+            print(
+                f"stored history: {stored:,} points ({len(names):,} series x "
+                f"{args.history_hours:g} h of 5m) written in {time.perf_counter() - t:.0f} s"
+            )
+            gc.collect()
+            before_peak, before = peak_rss(), current_rss()
+            t = time.perf_counter()
+            catalogue = SeriesCatalogue.load(store, pipeline.name)
+            load_s = time.perf_counter() - t
+            # One new window for every series: what a scoring round after a window closes reads.
+            fresh = points_frame_of(names, START)
+            closed = {(name, START) for name in names}
+            t = time.perf_counter()
+            scores, _ = score_closed(
+                store, pipeline, fresh, catalogue, since=fresh["timestamp"].min()
+                - pd.Timedelta("5min"), closed=closed, timezones={}, budget_rows=budget,
+            )  # fmt: skip
+            round_s = time.perf_counter() - t
+            slices = sum(1 for _ in catalogue.slices(budget))
+            points_read = stored + len(fresh)
+            print(
+                f"scoring round: {len(scores):,} new windows scored with their history in "
+                f"{slices} slices of <= {budget:,} points, {round_s:.0f} s "
+                f"({points_read / round_s:,.0f} points/s read and scored; catalogue "
+                f"loaded in {load_s:.1f} s)"
+            )
+            after_peak, after = peak_rss(), current_rss()
+            if before is not None and after is not None:
+                print(f"scoring held RSS after the round: +{mib(after - before)}")
+            grew = after_peak - before_peak
+            print(f"scoring peak RSS: {mib(after_peak)} (+{mib(grew)} over the stored phase)")
+            del scores, fresh
+            store.close()
 
     total_peak = peak_rss()
     verdict = "within" if total_peak <= 2 * 1024 * MIB else "OVER"
     what = "aggregator"
-    if args.history_days > 0:
-        what += " + points frame, with its build's temporaries"
+    if args.history_hours > 0:
+        what += " + a scoring round over the stored history"
     print(f"process peak RSS: {mib(total_peak)} ({what}; {verdict} the 2 GiB target)")
     return 0
 

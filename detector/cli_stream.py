@@ -83,6 +83,14 @@ store_option = click.option(
 )
 @click.option("--score-every", default=5.0, show_default=True, help="Seconds between scorings.")
 @click.option(
+    "--score-budget",
+    type=click.IntRange(min=1),
+    default=400_000,
+    show_default=True,
+    help="Stored points read and scored at once; bounds scoring's memory (~500 B per point) "
+    "whatever the number of series.",
+)
+@click.option(
     "--max-idle",
     type=float,
     default=None,
@@ -137,6 +145,7 @@ def run(
     store_url: str | None,
     idle_close: float,
     score_every: float,
+    score_budget: int,
     max_idle: float | None,
     session_timeout: float,
     client: str | None,
@@ -179,6 +188,7 @@ def run(
         dead_letters=not no_dlq,
         idle_close=idle_close,
         score_every=score_every,
+        score_budget=score_budget,
         session_timeout_ms=int(session_timeout * 1000),
         client=client or (kafka.client if kafka is not None else "kafka-python"),
         metrics=metrics,

@@ -132,8 +132,14 @@ class Store(Protocol):
         start: pd.Timestamp | None = None,
         end: pd.Timestamp | None = None,
         metrics: Sequence[str] | None = None,
+        series: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """Stored points in ``[start, end)``, :data:`POINT_COLUMNS`, by series then time."""
+        """Stored points in ``[start, end)``, :data:`POINT_COLUMNS`, by series then time;
+        only of ``metrics`` and ``series`` when given."""
+        ...
+
+    def series_sizes(self, pipeline: str) -> pd.DataFrame:
+        """``metric, series, points``: each stored series and how many points it has."""
         ...
 
     def anomalies(
@@ -472,19 +478,41 @@ class SqlStore(ABC):
         start: pd.Timestamp | None = None,
         end: pd.Timestamp | None = None,
         metrics: Sequence[str] | None = None,
+        series: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """Points of ``pipeline`` with ``start <= timestamp < end`` (naive times are UTC)."""
-        if metrics is not None and len(metrics) == 0:
+        """Points of ``pipeline`` with ``start <= timestamp < end`` (naive times are UTC).
+
+        ``series`` is sent as one ``IN`` list: keep it to a few thousand names (SQLite allows
+        32,766 parameters per statement).
+        """
+        if (metrics is not None and len(metrics) == 0) or (series is not None and not series):
             return _points_frame([])
         sql, params = _SELECT_POINTS, [pipeline]
         sql, params = _time_range(sql, params, "start", start, end, 10**9)
-        if metrics is not None:
-            sql += f" AND metric IN ({', '.join('?' * len(metrics))})"
-            params += [str(m) for m in metrics]
+        for column, values in (("metric", metrics), ("series", series)):
+            if values is not None:
+                sql += f" AND {column} IN ({', '.join('?' * len(values))})"
+                params += [str(v) for v in values]
         with self._lock, self._transaction(write=False) as cur:
             cur.execute(self._sql(sql), params)
             rows = cur.fetchall()
         return _points_frame(rows)
+
+    def series_sizes(self, pipeline: str) -> pd.DataFrame:
+        """``metric, series, points`` of every stored series (one pass over the key index)."""
+        sql = """SELECT metric, series, COUNT(*) FROM detector_points WHERE pipeline = ?
+            GROUP BY metric, series"""
+        with self._lock, self._transaction(write=False) as cur:
+            cur.execute(self._sql(sql), [pipeline])
+            rows = cur.fetchall()
+        metric, series, n = _columns(rows, 3)
+        return pd.DataFrame(
+            {
+                "metric": pd.Series(metric, dtype=object).astype(str),
+                "series": pd.Series(series, dtype=object).astype(str),
+                "points": np.asarray(n, dtype=np.int64),
+            }
+        )
 
     def anomalies(
         self,

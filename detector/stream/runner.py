@@ -96,6 +96,7 @@ class StreamRunner:
         poll_timeout: float = 0.5,
         idle_close: float = 30.0,
         score_every: float = 5.0,
+        score_budget: int = 400_000,
         session_timeout_ms: int = 10_000,
         idle_partition: float = 2.0,
         commit_every: float = 5.0,
@@ -119,6 +120,7 @@ class StreamRunner:
         self.clock = clock
         self.stats = RunStats()
         self.agg = WindowAggregator(pipeline)
+        self.agg.keep_exemplars = True  # alerts name an event of their window
         self.offsets: dict[TopicPartition, int] = {}
         self.scored_until: pd.Timestamp | None = None
         self._producer: Any = None
@@ -126,6 +128,12 @@ class StreamRunner:
         self.idle_partition = idle_partition
         self.commit_every = commit_every
         self._pending: list[Point] = []  # closed since the last commit
+        #: Windows closed since the last scoring, (series, start): what the next scoring
+        #: reads (None: unknown, every series). Series known, for planning scoring slices.
+        self._closed: set[tuple[str, int]] | None = set()
+        self._catalogue: Any = None
+        #: Stored points scored at once (see detector.stream.scoring).
+        self.score_budget = score_budget
         #: Batches folded in since the last commit, and the state version they build on:
         #: consumers of one group share the state, and one that finds the store's version
         #: moved on reloads it and folds these in again (see :meth:`_rebase`).
@@ -213,6 +221,10 @@ class StreamRunner:
                 if points:
                     self._unscored = True
                     self._pending += points
+                    if self._closed is not None:
+                        self._closed.update((p.series, p.start) for p in points)
+                    if self._catalogue is not None:
+                        self._catalogue.add((p.metric, p.series) for p in points)
                 if self.metrics is not None:
                     self._observe(points, now)
                 if self.router is not None and now - self._lag_checked >= 5.0:
@@ -300,9 +312,12 @@ class StreamRunner:
                 self.router.restore(state["router"])
             self.scored_until = state["scored_until"]
             self._unscored = state["unscored"]
+            # windows closed since the last scoring (None in older states: score every series)
+            closed = state.get("closed")
+            self._closed = None if closed is None else set(closed)
             log.info("resuming %s/%s at %s", self.pipeline.name, self.group, self.offsets)
         else:
-            self._unscored = False
+            self._unscored, self._closed = False, set()
 
     def _state(self) -> bytes:
         return pickle.dumps(
@@ -311,6 +326,7 @@ class StreamRunner:
                 "aggregator": self.agg.snapshot(),
                 "scored_until": self.scored_until,
                 "unscored": self._unscored,
+                "closed": None if self._closed is None else sorted(self._closed),
                 "router": None if self.router is None else self.router.snapshot(),
             },
             protocol=5,
@@ -363,7 +379,9 @@ class StreamRunner:
             events: list[Any] = list(map(orjson.loads, values))
         except (orjson.JSONDecodeError, TypeError):
             events = [_decode(v) for v in values]
-        rejected = self.agg.add(events, batch.origin, partitions=batch.partitions)
+        rejected = self.agg.add(
+            events, batch.origin, partitions=batch.partitions, traces=batch.trace
+        )
         now = self.clock()
         # The last offset of each partition (they rise within one): dict keeps the last.
         last: dict[int, int] = dict(zip(batch.partitions, batch.offsets, strict=True))
@@ -427,44 +445,56 @@ class StreamRunner:
         return self._producer
 
     def _score(self, points: list[Point]) -> pd.DataFrame | None:
-        """Score the windows closed since the last scoring, with the stored history."""
+        """Score the windows closed since the last scoring, with the stored history.
+
+        One slice of series at a time (:func:`~detector.stream.scoring.score_closed`), so
+        that memory follows ``score_budget``, not the number of series.
+        """
         if not self._unscored:
             return None
-        from detector.backtest import points_frame, score_metrics
+        from detector.backtest import points_frame
+        from detector.stream.scoring import SeriesCatalogue, score_closed
 
-        stored = self.store.points(self.pipeline.name)
-        fresh = points_frame(points)
-        history = pd.concat([stored, fresh], ignore_index=True) if len(fresh) else stored
-        history = history.drop_duplicates(["series", "timestamp"], keep="last")
-        if history.empty:
-            return None
+        if self._catalogue is None:  # once per process: every other change comes from here
+            self._catalogue = SeriesCatalogue.load(self.store, self.pipeline.name)
+            self._catalogue.add((p.metric, p.series) for p in points)
         started = time.perf_counter()
-        scores = score_metrics(
-            self.pipeline, history, causal=True, timezones=self.agg.series_timezones()
+        scores, newest = score_closed(
+            self.store,
+            self.pipeline,
+            points_frame(points),
+            self._catalogue,
+            since=self.scored_until,
+            closed=self._closed,
+            timezones=self.agg.series_timezones(),
+            budget_rows=self.score_budget,
         )
         if self.metrics is not None:
             self.metrics.observe_scoring(time.perf_counter() - started)
-        if self.scored_until is not None:
-            # New windows, and windows closed again by late events: the tracker corrects the
-            # alerts of the latter (a drop that late events filled in is resolved).
-            again = pd.MultiIndex.from_frame(fresh[["series", "timestamp"]]) if len(fresh) else None
-            keep = scores["timestamp"] > self.scored_until
-            if again is not None:
-                keep |= pd.MultiIndex.from_frame(scores[["series", "timestamp"]]).isin(again)
-            scores = scores.loc[keep]
-        found = scores.loc[scores["is_anomaly"].astype(bool)]
-        if self.router is not None and len(scores):
-            if "denominator" in fresh:  # ratio impact counts denominator units
-                den = history[["timestamp", "series", "denominator"]]
-                scores = scores.merge(den, on=["timestamp", "series"], how="left")
+        exemplars = self.agg.drain_exemplars()
+        if exemplars and not scores.empty:
+            scores = _with_exemplars(scores, exemplars)
+        if newest is None or scores.empty:
+            self.scored_until = newest
+            self._unscored, self._closed = False, set()
+            return None
+        if self.router is not None:
             changed = self.router.observe(scores, self.wall())
             self._alert_writes += changed
             self.stats.alerts += len(changed)
-        self.scored_until = history["timestamp"].max()
-        self._unscored = False
+        self.scored_until = newest
+        self._unscored, self._closed = False, set()
         self.stats.scorings += 1
-        for row in found.itertuples(index=False):
-            with correlation(series=row.series, window=str(row.timestamp)):
+        found = scores.loc[scores["is_anomaly"].astype(bool)]
+        ids = found["event_id"] if "event_id" in found else pd.Series(None, index=found.index)
+        traces = found["trace_id"] if "trace_id" in found else pd.Series(None, index=found.index)
+        for row, event_id, trace in zip(found.itertuples(index=False), ids, traces, strict=True):
+            with correlation(
+                series=row.series,
+                window=str(row.timestamp),
+                event_id=event_id if isinstance(event_id, str) else None,
+                trace_id=trace if isinstance(trace, str) else None,
+            ):
                 log.warning("anomaly %s at %s: %s", row.series, row.timestamp, row.reason)
         self.stats.anomalies += len(found)
         if self.metrics is not None and len(found):
@@ -656,6 +686,7 @@ class StreamRunner:
         batches, self._replay = self._replay, []
         held = self._source.assignment() if self._source is not None else set()
         self.agg = WindowAggregator(self.pipeline)
+        self.agg.keep_exemplars = True
         self.agg.log_silence = self.router is not None
         if self.router is not None:
             from detector.alerting.router import Router
@@ -672,7 +703,10 @@ class StreamRunner:
             points += self.agg.close()
         if points:
             self._unscored = True
+            if self._closed is not None:
+                self._closed.update((p.series, p.start) for p in points)
         self._pending = points
+        self._catalogue = None  # other members wrote points: read the series again
         if self.router is not None:
             silence = self.agg.drain_silence()
             if silence:
@@ -810,3 +844,20 @@ CLIENTS: dict[str, SourceFactory] = {
     "kafka-python": _kafka_python_source,
     "confluent": _confluent_source,
 }
+
+
+def _with_exemplars(
+    scores: pd.DataFrame, exemplars: dict[tuple[str, int], tuple[str, str | None]]
+) -> pd.DataFrame:
+    """``scores`` with ``event_id`` and ``trace_id``: the exemplar event of each row's window."""
+    keys = list(exemplars)
+    ex = pd.DataFrame(
+        {
+            "series": [k[0] for k in keys],
+            "timestamp": pd.to_datetime([k[1] for k in keys], unit="s", utc=True),
+            "event_id": [v[0] for v in exemplars.values()],
+            "trace_id": [v[1] for v in exemplars.values()],
+        }
+    )
+    ex["timestamp"] = ex["timestamp"].astype(scores["timestamp"].dtype)
+    return scores.merge(ex, on=["series", "timestamp"], how="left")

@@ -290,6 +290,26 @@ def test_points_filtering(store: Store):
     assert none.empty
     assert_point_dtypes(none)
     assert store.points("shop", start=ts(T0 + 3600)).empty
+    # by series (what the stream's scoring slices read), with the other filters
+    some = store.points("shop", series=["orders{market=UK}", "revenue{market=DE}", "nope"])
+    assert sorted(set(some["series"])) == ["orders{market=UK}", "revenue{market=DE}"]
+    assert len(some) == 8
+    assert len(store.points("shop", metrics=["orders"], series=["revenue{market=DE}"])) == 0
+    assert len(store.points("shop", series=["orders{market=DE}"], start=ts(T0 + 600))) == 2
+    assert store.points("shop", series=[]).empty
+
+
+def test_series_sizes(store: Store):
+    assert store.series_sizes("shop").empty
+    points = [point("orders{market=DE}", T0 + 300 * k, 1.0) for k in range(5)]
+    points += [point("revenue{market=DE}", T0 + 300 * k, 1.0) for k in range(2)]
+    store.commit("shop", "g", offsets={}, state=None, points=points)
+    store.commit("other", "g", offsets={}, state=None, points=points[:1])
+    got = store.series_sizes("shop").sort_values("series", ignore_index=True)
+    assert got.to_dict("records") == [
+        {"metric": "orders", "series": "orders{market=DE}", "points": 5},
+        {"metric": "revenue", "series": "revenue{market=DE}", "points": 2},
+    ]
 
 
 def test_nan_none_and_zero_round_trip(store: Store):

@@ -69,6 +69,11 @@ def test_metrics_and_health_of_a_running_consumer(kafka_broker, topic, tmp_path)
         while total(samples(get(f"{url}/metrics")[1]), "detector_events_consumed_total") < n:
             assert time.monotonic() < deadline, "the consumer never caught up"
             time.sleep(0.3)
+        # Windows close once every partition is read to its end and quiet (idle_partition):
+        # with the whole backlog in one poll, that is a couple of seconds after the last record.
+        while total(samples(get(f"{url}/metrics")[1]), "detector_windows_closed_total") < 400:
+            assert time.monotonic() < deadline, "no window closed"
+            time.sleep(0.3)
         time.sleep(2)  # a second for the lag gauges
         found = samples(get(f"{url}/metrics")[1])
         assert total(found, "detector_events_consumed_total", topic=topic) == n
