@@ -272,7 +272,7 @@ class Emitter:
         self._lock = threading.Lock()
         self._has_events = threading.Condition(self._lock)  # wakes the thread
         self._settled = threading.Condition(self._lock)  # wakes flush()
-        self._queue: deque[tuple[int, bytes | None, bytes]] = deque()
+        self._queue: deque[tuple[int, bytes | None, bytes, bytes | None]] = deque()
         self._pending: OrderedDict[int, None] = OrderedDict()  # seq of every unsettled event
         self._seq = 0
         self._stats = EmitterStats()
@@ -297,9 +297,14 @@ class Emitter:
         *,
         ts: datetime | str | None = None,
         event_id: str | None = None,
+        trace_id: str | None = None,
         **attrs: Any,
     ) -> bool:
-        """Queue one event; True if queued, False if dropped (buffer full) or invalid."""
+        """Queue one event; True if queued, False if dropped (buffer full) or invalid.
+
+        ``trace_id`` (the request's trace, e.g. from OpenTelemetry) goes in a ``trace_id``
+        record header: an alert the event feeds names it, so it can be followed back here.
+        """
         try:
             event = make_event(event_type, self.source, ts=ts, event_id=event_id, **attrs)
             value = orjson.dumps(event)
@@ -318,7 +323,8 @@ class Emitter:
             else:
                 seq = self._seq = self._seq + 1
                 self._pending[seq] = None
-                self._queue.append((seq, key, value))
+                trace = trace_id.encode() if trace_id else None
+                self._queue.append((seq, key, value, trace))
                 self._stats.queued += 1
                 self._has_events.notify()
                 return True
@@ -419,9 +425,10 @@ class Emitter:
 
         with self._lock:
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), _BATCH))]
-        for i, (seq, key, value) in enumerate(batch):
+        for i, (seq, key, value, trace) in enumerate(batch):
             try:
-                future = producer.send(self.topic, value=value, key=key)
+                headers = [("trace_id", trace)] if trace is not None else None
+                future = producer.send(self.topic, value=value, key=key, headers=headers)
             except KafkaTimeoutError as exc:  # no metadata within max_block_ms: broker away
                 with self._lock:
                     self._queue.extendleft(reversed(batch[i:]))

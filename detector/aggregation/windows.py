@@ -174,6 +174,10 @@ class _Run:
     bad_values: int = 0
     last_seen: dict[Any, float] = field(default_factory=dict)  # freshness: newest event
     last_change: dict[Any, tuple[float, Any]] = field(default_factory=dict)
+    # Per open window, per series key: (event_id, trace_id) of the last event folded in, the
+    # exemplar that lets an alert be followed back to its events. Not in the snapshot: it is
+    # a pointer for people, and keeping it out keeps every commit's state small.
+    exemplars: dict[int, dict[Any, tuple[str, str | None]]] = field(default_factory=dict)
 
     def know(self, key: Any) -> None:
         if key not in self.known:
@@ -202,6 +206,10 @@ class WindowAggregator:
         #: (the alert router's "pipeline stale" alert); drained by :meth:`drain_silence`.
         self._silence_log: list[tuple[str, int, int, bool]] = []
         self.log_silence = False  # set by a consumer that drains it
+        #: Keep each window's last event id (and trace id) per series: a stream turns them
+        #: into the alert's ``event_id``/``trace_id``; see :meth:`drain_exemplars`.
+        self.keep_exemplars = False
+        self._exemplar_log: dict[tuple[str, int], tuple[str, str | None]] = {}
         self._activity: dict[str, set[int]] = {}
         self._first_seen: dict[str, float] = {}
         self._type_sources: dict[str, set[str]] = {}
@@ -258,6 +266,7 @@ class WindowAggregator:
         events: Sequence[Any],
         origins: Callable[[int], str] | None = None,
         partitions: Sequence[int] | np.ndarray | None = None,
+        traces: Callable[[int], str | None] | None = None,
     ) -> list[Rejected]:
         """Fold a batch of decoded events in; return the rejected ones with their reasons.
 
@@ -266,7 +275,9 @@ class WindowAggregator:
         ``partitions[i]`` is the Kafka partition of event ``i`` (None: one partition, as a
         file): lateness is judged within an event's own partition and windows close when every
         partition's watermark has passed them, so the result does not depend on how a
-        consumer interleaves partitions (see the module docstring).
+        consumer interleaves partitions (see the module docstring). ``traces(i)`` gives
+        event ``i``'s trace id (a Kafka header) when :attr:`keep_exemplars` is on; it is
+        asked only for the few events kept as exemplars.
 
         The batch is split by event type and checked a column at a time
         (:class:`~detector.events.columns.ColumnCheck`); the watermark, lateness and
@@ -355,7 +366,7 @@ class WindowAggregator:
                 continue
             self._type_sources.setdefault(t, set()).update(sources)
             for family in runs:
-                self._fold(family, cols, times)
+                self._fold(family, cols, times, idx, traces)
         counters["accepted"] += n_ok
         counters["duplicate"] += n_dup
         counters["late"] += int(late.sum())
@@ -473,7 +484,14 @@ class WindowAggregator:
                     self._first_seen[app] = first
         return apps
 
-    def _fold(self, runs: list[_Run], cols: EventColumns, times: np.ndarray) -> None:
+    def _fold(
+        self,
+        runs: list[_Run],
+        cols: EventColumns,
+        times: np.ndarray,
+        idx: np.ndarray,
+        traces: Callable[[int], str | None] | None = None,
+    ) -> None:
         """Fold events of one type into runs that share window size and group-by.
 
         Windows, series keys and their group codes are computed once for the whole family
@@ -492,8 +510,11 @@ class WindowAggregator:
                     continue
                 c_r, g_r = cols.take(mask), groups.subset(picked)
                 k_r, t_r = list(compress(keys, mask)), list(compress(tss, mask))
+                i_r = idx[picked]
             else:
-                c_r, g_r, k_r, t_r = cols, groups, keys, tss
+                c_r, g_r, k_r, t_r, i_r = cols, groups, keys, tss, idx
+            if self.keep_exemplars:
+                _keep_exemplars(run, g_r, c_r, i_r, traces)
             if run.next_start is not None:  # closed early (idle timeout): emit again later
                 early = g_r.ws[g_r.ws < run.next_start]
                 if len(early):
@@ -535,6 +556,12 @@ class WindowAggregator:
         self._evict()
         return points
 
+    def drain_exemplars(self) -> dict[tuple[str, int], tuple[str, str | None]]:
+        """(series, window start) -> (event_id, trace_id) of the last event of each window
+        emitted since the last call (windows with events only; needs :attr:`keep_exemplars`)."""
+        out, self._exemplar_log = self._exemplar_log, {}
+        return out
+
     def drain_silence(self) -> list[tuple[str, int, int, bool]]:
         """Whether each app was silent in each window closed since the last call, as
         (app, start, end, silent), oldest first: what a "pipeline stale" alert is made of."""
@@ -558,6 +585,10 @@ class WindowAggregator:
         # Drop the state of windows that can no longer change (the watermark is past them).
         for start in [s for s in run.windows if s + width <= self.watermark and s < w]:
             del run.windows[start]
+            run.exemplars.pop(start, None)
+        if len(run.exemplars) > len(run.windows):  # restored state: windows without exemplars
+            for start in [s for s in run.exemplars if s not in run.windows]:
+                del run.exemplars[start]
 
     def _emit(self, run: _Run, w: int, points: list[Point]) -> None:
         states = run.windows.get(w, {})
@@ -569,6 +600,12 @@ class WindowAggregator:
             return
         agg = run.agg
         assert agg is not None
+        exemplars = run.exemplars.get(w) if self.keep_exemplars else None
+        if exemplars:
+            log = self._exemplar_log
+            for key, ex in exemplars.items():
+                run.know(key)
+                log[run.known[key], w] = ex
         for key, series in run.known.items():
             state = states.get(key)
             if missing:
@@ -780,6 +817,32 @@ def _reason_class(reason: str) -> str:
     if head.startswith("field") or head.startswith("missing required field"):
         return head.split(",")[0]
     return head[:60]
+
+
+def _keep_exemplars(
+    run: _Run,
+    groups: Groups,
+    cols: EventColumns,
+    idx: np.ndarray,
+    traces: Callable[[int], str | None] | None,
+) -> None:
+    """Remember the last event of each (window, series) of the batch as its exemplar.
+
+    One sort of the batch's group codes (reversed, so ``unique`` finds each group's last
+    event) instead of a dict write per event; the trace id is looked up for those few only.
+    """
+    codes = groups.codes
+    if not len(codes):
+        return
+    uniq, first = np.unique(codes[::-1], return_index=True)
+    last = (len(codes) - 1 - first).tolist()
+    ids = cols["event_id"]
+    n_keys = len(groups.keys)
+    for code, j in zip(uniq.tolist(), last, strict=True):
+        w, k = divmod(code, n_keys)
+        start = groups.w0 + w * groups.width
+        trace = traces(int(idx[j])) if traces is not None else None
+        run.exemplars.setdefault(start, {})[groups.keys[k]] = (str(ids[j]), trace)
 
 
 def _fold_freshness(

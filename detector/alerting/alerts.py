@@ -177,6 +177,12 @@ class AlertTracker:
         den = frame["denominator"].to_numpy(float) if "denominator" in frame else None
         cols = {c: frame[c].to_numpy() for c in ("value", "expected", "lower", "upper", "score")}
         kinds, reasons = frame["kind"].fillna("").to_numpy(), frame["reason"].fillna("").to_numpy()
+        # The window's exemplar event (a stream's aggregator keeps the last of each window).
+        exemplar = {
+            c: frame[c].astype(object).where(frame[c].notna(), "").to_numpy()
+            for c in ("event_id", "trace_id")
+            if c in frame
+        }
         changed: list[tuple[pd.Timestamp, Alert]] = []
         for i in range(len(frame)):
             s, t = series[i], ts[i]
@@ -200,6 +206,9 @@ class AlertTracker:
                 impact = delta + (cur.impact if cur else 0.0)
                 annotations = self._annotations(s, str(metric[i]), cols, i, str(reasons[i]), impact)
                 annotations["kind_now"] = kind
+                for c, values in exemplar.items():
+                    if values[i]:
+                        annotations[c] = str(values[i])
                 if cur is None:
                     labels = {
                         **series_labels(s),
@@ -216,6 +225,9 @@ class AlertTracker:
                     alert = Alert(labels, t, annotations)
                 else:
                     annotations["started"] = cur.alert.annotations.get("started", "")
+                    for c in ("event_id", "trace_id"):  # the opening window's event stays
+                        if c in cur.alert.annotations:
+                            annotations[c] = cur.alert.annotations[c]
                     alert = Alert(cur.alert.labels, cur.alert.starts_at, annotations)
                 points = cur.points if cur else {}
                 points[t.value] = delta

@@ -31,11 +31,11 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from detector.alerting.breaker import CircuitBreaker, RetryPolicy
-from detector.alerting.model import DeliveryError, Receiver
+from detector.alerting.model import Alert, DeliveryError, Receiver
 from detector.alerting.state import AlertState, OutboxRow
 from detector.logs import correlation
 
@@ -173,6 +173,8 @@ class Sender:
             receiver=worker.receiver.name,
             alerts=",".join(a.fingerprint for a in n.alerts),
             series=",".join(sorted({a.labels.get("series", "") for a in n.alerts} - {""})),
+            event_id=_joined(n.alerts, "event_id"),
+            trace_id=_joined(n.alerts, "trace_id"),
         ):
             self._send_one(worker, row)
 
@@ -233,3 +235,9 @@ class Sender:
             delay,
             worker.breaker.state,
         )
+
+
+def _joined(alerts: Iterable[Alert], annotation: str) -> str | None:
+    """The alerts' ``annotation`` values (their exemplar events), comma-joined; None if none."""
+    values = sorted({a.annotations.get(annotation, "") for a in alerts} - {""})
+    return ",".join(values) or None

@@ -114,6 +114,7 @@ class ConfluentSource:
             list(map(Message.partition, msgs)),
             list(map(Message.offset, msgs)),
             values,
+            lambda i: msgs[i].headers(),
         )
 
     def assignment(self) -> set[TopicPartition]:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from detector.logs import trace_id_from_headers
+
 __all__ = ["Batch", "KafkaPythonSource", "Source", "TopicPartition"]
 
 log = logging.getLogger("detector.stream")
@@ -30,9 +32,18 @@ class Batch:
     partitions: list[int]
     offsets: list[int]
     values: list[bytes | None]
+    #: Record ``i``'s headers, asked only for the few records kept as exemplars.
+    headers: Callable[[int], Sequence[tuple[str, bytes]] | None] | None = None
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def trace(self, i: int) -> str | None:
+        """Record ``i``'s trace id: a W3C ``traceparent``, ``trace_id`` or ``x-trace-id``
+        header (:func:`~detector.logs.trace_id_from_headers`)."""
+        if self.headers is None:
+            return None
+        return trace_id_from_headers(list(self.headers(i) or ()))
 
     def origin(self, i: int) -> str:
         """Where record ``i`` came from, as dead letters name it: ``topic[partition]@offset``."""
@@ -130,11 +141,13 @@ class KafkaPythonSource:
 
     def poll(self, timeout: float, max_records: int) -> Batch:
         batches = self.consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
-        out = Batch(self.topic, [], [], [])
+        records: list[Any] = []
+        out = Batch(self.topic, [], [], [], lambda i: records[i].headers)
         for tp, msgs in batches.items():
             out.partitions += [tp.partition] * len(msgs)
             out.offsets += [m.offset for m in msgs]
             out.values += [m.value for m in msgs]
+            records += msgs
         return out
 
     def assignment(self) -> set[TopicPartition]:

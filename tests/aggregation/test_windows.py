@@ -391,3 +391,61 @@ def test_partitions_read_in_any_interleaving_give_identical_windows(
         return points_frame(points)
 
     pd.testing.assert_frame_equal(feed(sizes), feed([10_000]))
+
+
+# -- exemplars: each window's last event, so an alert can be followed back to its events --------
+
+
+def test_exemplars_name_each_windows_last_event_and_its_trace():
+    events = make_events(n=2000, seed=4)
+    asked: list[int] = []
+
+    def traces(i: int) -> str:
+        asked.append(i)
+        return f"trace-{i}"
+
+    agg = WindowAggregator(parse_pipeline(PIPELINE))
+    agg.keep_exemplars = True
+    points, exemplars = [], {}
+    for a in range(0, len(events), 500):
+        agg.add(events[a : a + 500], traces=lambda i, a=a: traces(a + i))
+        points += agg.close()
+        exemplars.update(agg.drain_exemplars())
+    assert len(asked) < len(events) / 2  # asked only for the exemplars, not every event
+    position = {e["event_id"]: i for i, e in enumerate(events)}
+    frame = pd.DataFrame(events)
+    frame["w"] = [int(pd.Timestamp(t).timestamp()) // 300 * 300 for t in frame["ts"]]
+    checked = 0
+    for (series, start), (event_id, trace) in exemplars.items():
+        ev = events[position[event_id]]
+        assert trace == f"trace-{position[event_id]}"
+        if series.startswith(("orders{", "big{")):
+            market = series.split("market=")[1].rstrip("}")
+            same = frame[(frame["type"] == "order") & (frame["market"] == market)
+                         & (frame["w"] == start)]  # fmt: skip
+            if series.startswith("big{"):
+                same = same[same["amount"] > 50]
+                assert ev["amount"] > 50  # the where-filtered metric's own event
+            # the last event of that window and market, in arrival order
+            assert event_id == same["event_id"].iloc[-1]
+            checked += 1
+    assert checked > 50
+    # every closed window with events has its exemplar; zero windows have none
+    counted = {(p.series, p.start) for p in points if p.metric == "orders" and p.value > 0}
+    assert counted <= set(exemplars)
+    empty = {(p.series, p.start) for p in points if p.metric == "orders" and p.value == 0}
+    assert not empty & set(exemplars)
+
+
+def test_exemplars_are_off_by_default_and_change_no_point():
+    events = make_events(n=1000, seed=5)
+    agg = WindowAggregator(parse_pipeline(PIPELINE))
+    agg.add(events)
+    agg.flush()
+    assert agg.drain_exemplars() == {}
+    on = WindowAggregator(parse_pipeline(PIPELINE))
+    on.keep_exemplars = True
+    on.add(events)
+    pd.testing.assert_frame_equal(points_frame(on.flush()), run(events))
+    assert on.drain_exemplars()
+    assert b"exemplars" not in on.snapshot()  # not part of the committed state
