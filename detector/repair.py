@@ -206,7 +206,12 @@ def repair(
     report.anomalies_new = sorted(new - old, key=lambda x: (x[1], x[0]))
     report.anomalies_gone = sorted(old - new, key=lambda x: (x[1], x[0]))
     if not dry_run:
-        store.replace_anomalies(pipeline.name, start, end, now_anomalous)
+        # The changed verdicts also go to a running `detector run`, which corrects the alerts
+        # they concern (a page for a window now normal gets its resolved notice).
+        flips = new ^ old
+        key = pd.MultiIndex.from_frame(in_range[["series", "timestamp"]])
+        changed = in_range[key.isin(list(flips))] if flips else in_range.iloc[:0]
+        store.replace_anomalies(pipeline.name, start, end, now_anomalous, changed=changed)
         report.written = True
     return report
 

@@ -224,6 +224,22 @@ _DDL = (
         kind TEXT NOT NULL,
         reason TEXT NOT NULL,
         PRIMARY KEY (pipeline, series, ts_us))""",
+    # Verdicts that `detector repair` changed, for a running `detector run` to correct its
+    # alerts with (it deletes them in the commit that applies them).
+    """CREATE TABLE IF NOT EXISTS detector_rescored (
+        pipeline TEXT NOT NULL,
+        series TEXT NOT NULL,
+        ts_us {bigint} NOT NULL,
+        metric TEXT NOT NULL,
+        value {float},
+        expected {float},
+        lower {float},
+        upper {float},
+        score {float},
+        is_anomaly {bool} NOT NULL,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (pipeline, series, ts_us))""",
     "CREATE INDEX IF NOT EXISTS detector_anomalies_time ON detector_anomalies (pipeline, ts_us)",
     # Several consumers of one group share the state: each commit checks and bumps its version.
     """CREATE TABLE IF NOT EXISTS detector_state_version (
@@ -459,9 +475,18 @@ class SqlStore(ABC):
         return pd.Timestamp(int(row[0]), unit="s", tz="UTC")
 
     def replace_anomalies(
-        self, pipeline: str, start: pd.Timestamp, end: pd.Timestamp, frame: pd.DataFrame
+        self,
+        pipeline: str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        frame: pd.DataFrame,
+        *,
+        changed: pd.DataFrame | None = None,
     ) -> None:
-        """Make ``frame`` the anomalies of ``[start, end)``, in one transaction (repair)."""
+        """Make ``frame`` the anomalies of ``[start, end)``, in one transaction (repair).
+
+        ``changed``: the scored rows whose verdict changed, kept for a running stream to
+        correct its alerts with (:meth:`rescored`)."""
         sql, params = _time_range(
             "DELETE FROM detector_anomalies WHERE pipeline = ?", [pipeline], "ts_us", start, end,
             1000,
@@ -470,6 +495,26 @@ class SqlStore(ABC):
             cur.execute(self._sql(sql), params)
             if len(frame):
                 self._write_anomalies(cur, pipeline, frame)
+            if changed is not None and len(changed):
+                self._write_anomalies(cur, pipeline, changed, table="detector_rescored")
+
+    def rescored(self, pipeline: str) -> pd.DataFrame:
+        """Verdicts changed by a repair and not yet applied by a stream, by time then series
+        (:data:`ANOMALY_COLUMNS`)."""
+        sql = _SELECT_ANOMALIES.replace("detector_anomalies", "detector_rescored")
+        with self._lock, self._transaction(write=False) as cur:
+            cur.execute(self._sql(sql), [pipeline])
+            rows = cur.fetchall()
+        return _anomalies_frame(rows)
+
+    @staticmethod
+    def drop_rescored(cur: Cursor, pipeline: str, keys: Iterable[tuple[str, int]]) -> None:
+        """Delete applied :meth:`rescored` rows, ``(series, ts_us)``, in the caller's
+        transaction (the stream's commit)."""
+        cur.executemany(
+            "DELETE FROM detector_rescored WHERE pipeline = ? AND series = ? AND ts_us = ?",
+            [(pipeline, s, t) for s, t in keys],
+        )
 
     def points(
         self,
@@ -584,7 +629,9 @@ class SqlStore(ABC):
         )
         cur.executemany(self._sql(_UPSERT_POINT), rows)
 
-    def _write_anomalies(self, cur: Any, pipeline: str, frame: pd.DataFrame) -> None:
+    def _write_anomalies(
+        self, cur: Any, pipeline: str, frame: pd.DataFrame, table: str = "detector_anomalies"
+    ) -> None:
         absent = [c for c in OUTPUT_COLUMNS if c not in frame.columns]
         if absent:
             raise ValueError(f"anomalies lack the columns {absent}; they need {OUTPUT_COLUMNS}")
@@ -608,7 +655,7 @@ class SqlStore(ABC):
             _text(frame["reason"]),
             strict=True,
         )
-        cur.executemany(self._sql(_UPSERT_ANOMALY), rows)
+        cur.executemany(self._sql(_UPSERT_ANOMALY.replace("detector_anomalies", table)), rows)
 
     def _sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)

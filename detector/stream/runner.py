@@ -132,6 +132,7 @@ class StreamRunner:
         #: reads (None: unknown, every series). Series known, for planning scoring slices.
         self._closed: set[tuple[str, int]] | None = set()
         self._catalogue: Any = None
+        self._repairs_taken: list[tuple[str, int]] = []  # repaired verdicts applied, to drop
         #: Stored points scored at once (see detector.stream.scoring).
         self.score_budget = score_budget
         #: Batches folded in since the last commit, and the state version they build on:
@@ -230,6 +231,7 @@ class StreamRunner:
                 if self.router is not None and now - self._lag_checked >= 5.0:
                     self._lag_checked = now
                     self._watch_lag()
+                    self._apply_repairs()
                 if self.router is not None:  # apps that went silent, or were heard again
                     silence = self.agg.drain_silence()
                     if silence:
@@ -247,7 +249,7 @@ class StreamRunner:
                     last_score = now
                 self._route()
                 due = anomalies is not None or caught_up or now - last_commit >= self.commit_every
-                routed = bool(self._notes or self._alert_writes)
+                routed = bool(self._notes or self._alert_writes or self._repairs_taken)
                 if due and (self._dirty or self._pending or anomalies is not None or routed):
                     scored_now = bool(points) and anomalies is not None
                     self._commit(anomalies)
@@ -659,6 +661,33 @@ class StreamRunner:
         now_us = self.wall().value // 1000
         self.alert_state.write_alerts(cur, self._alert_writes, now_us)
         self.alert_state.enqueue(self._notes, now_us, cur)
+        if self._repairs_taken:
+            self.store.drop_rescored(cur, self.pipeline.name, self._repairs_taken)
+
+    def _apply_repairs(self) -> None:
+        """Correct the alerts with the verdicts ``detector repair`` changed: a window it found
+        normal takes its point back out of an open alert (resolved when none is left, with the
+        resolved notice); one it found anomalous with no alert open is notified once, as
+        resolved (see :meth:`AlertTracker._rescored`). Applied rows are deleted in the commit
+        that stores the alerts' new state."""
+        if self.router is None or self._repairs_taken or self.scored_until is None:
+            return
+        try:
+            changed = self.store.rescored(self.pipeline.name)
+        except Exception as exc:  # the store is down: the next check will see them
+            log.warning("could not read repaired verdicts (%s)", exc)
+            return
+        if changed.empty:
+            return
+        applied = changed.loc[changed["timestamp"] <= self.scored_until]
+        if applied.empty:
+            return
+        alerts = self.router.observe(applied, self.wall())
+        self._alert_writes += alerts
+        self.stats.alerts += len(alerts)
+        us = pd.DatetimeIndex(applied["timestamp"]).as_unit("us").asi8.tolist()
+        self._repairs_taken = list(zip(applied["series"].astype(str), us, strict=True))
+        log.info("applied %d repaired verdicts: %d alert changes", len(applied), len(alerts))
 
     def _assignment_offsets(self) -> dict[TopicPartition, int]:
         """Where newly assigned partitions resume: the store's offsets for partitions another
@@ -694,6 +723,7 @@ class StreamRunner:
             self.router = Router.for_pipeline(self.pipeline)
         self.scored_until = None
         self._alert_writes, self._notes, self._pending = [], [], []
+        self._repairs_taken = []  # not dropped: read again on the next check
         self._load()
         self.agg.expect_partitions(p for t, p in held if t == self.topic)
         points: list[Point] = []
@@ -717,7 +747,7 @@ class StreamRunner:
         anomalies, the alerts and notifications, the state and the offsets); retried until
         it holds."""
         points = self._pending
-        routed = bool(self._alert_writes or self._notes)
+        routed = bool(self._alert_writes or self._notes or self._repairs_taken)
         backoff = 0.5
         failures = 0
         while True:
@@ -742,6 +772,7 @@ class StreamRunner:
                     self.metrics.committed()
                 if routed:
                     self._alert_writes, self._notes = [], []
+                    self._repairs_taken = []
                     if self.sender is not None:
                         self.sender.wake()
                 self.stats.points += len(points)
@@ -760,7 +791,7 @@ class StreamRunner:
                 anomalies = self._score(self._pending) if self._unscored else None
                 self._route()
                 points = self._pending
-                routed = bool(self._alert_writes or self._notes)
+                routed = bool(self._alert_writes or self._notes or self._repairs_taken)
                 continue
             except Exception as exc:
                 self.stats.errors += 1

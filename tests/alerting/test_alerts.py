@@ -270,7 +270,7 @@ def test_a_window_scored_again_as_normal_retracts_the_alert_it_opened():
     again = scored("orders{market=DE}", [N, N, N]).iloc[[2]]
     (resolved,) = tracker.update(again)
     assert resolved.status == "resolved" and resolved.fingerprint == first[0].fingerprint
-    assert "late data" in resolved.annotations["retracted"]
+    assert "scored again" in resolved.annotations["retracted"]
     assert resolved.annotations["impact"] == "+0 orders"
     assert tracker.open == {}
 

@@ -104,7 +104,7 @@ alerting:
         wait_for(lambda: de("resolved"), timeout=60)
         (resolved,) = de("resolved")
         assert resolved["fingerprint"] == firing["fingerprint"]
-        assert "late data" in resolved["annotations"]["retracted"]
+        assert "scored again" in resolved["annotations"]["retracted"]
         assert runner.stats.dead_letters == 0  # accepted, not dead-lettered
 
         state = AlertState(store, "lateshop")
