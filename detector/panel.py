@@ -51,13 +51,21 @@ class Panel:
 
 
 def parse_freq(freq: str | pd.Timedelta) -> pd.Timedelta:
-    """Parse ``"5min"``, ``"1h"``, ``"30s"``; raise :class:`ConfigError` on anything else."""
+    """Parse ``"5min"``, ``"1h"``, ``"30s"`` or a pandas alias (``"h"``, which is what
+    ``to_offset("1h").freqstr`` gives); raise :class:`ConfigError` on anything else.
+
+    >>> parse_freq("h"), parse_freq("15min")
+    (Timedelta('0 days 01:00:00'), Timedelta('0 days 00:15:00'))
+    """
     try:
         delta = pd.Timedelta(freq)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"The 'freq' option must be a duration like '5min' or '1h'. Got {freq!r} instead."
-        ) from exc
+        try:  # a fixed-size offset alias: "h", "D", "min", "2h"
+            delta = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"The 'freq' option must be a duration like '5min' or '1h'. Got {freq!r} instead."
+            ) from exc
     if delta <= pd.Timedelta(0):
         raise ConfigError(f"The 'freq' option must be a positive duration. Got {freq!r} instead.")
     return delta

@@ -35,3 +35,26 @@ def test_local_time_scoring_keeps_the_rows_and_the_shape_across_dst() -> None:
     assert n_utc >= 10 and n_local <= n_utc // 5, (n_local, n_utc)
     flagged = local.loc[local["is_anomaly"], "reason"]
     assert flagged.str.endswith("(times in Europe/Berlin)").all()
+
+
+def test_hourly_and_daily_windows_score():
+    """``window: 1h`` reaches scoring as pandas' alias ``h`` (``to_offset("1h").freqstr``)."""
+    from detector.backtest import score_metrics
+    from detector.pipeline.config import parse_pipeline
+
+    rng = np.random.default_rng(0)
+    for window, freq, periods in (("1h", "1h", 24 * 20), ("1d", "1D", 120)):
+        pipeline = parse_pipeline(f"""
+name: h
+metrics: [{{name: orders, event: order_placed, aggregation: count, window: {window}}}]
+""")
+        idx = pd.date_range("2026-01-01", periods=periods, freq=freq, tz="UTC")
+        values = rng.poisson(50, periods).astype(float)
+        values[-5] = 0.0
+        metrics = pd.DataFrame(
+            {"timestamp": idx, "series": "orders", "value": values, "denominator": np.nan,
+             "metric": "orders", "missing": False}
+        )  # fmt: skip
+        scored = score_metrics(pipeline, metrics)
+        assert len(scored) == periods
+        assert scored["score"].iloc[-5] == scored["score"].max(), window  # the zero stands out
