@@ -91,6 +91,13 @@ store_option = click.option(
     "whatever the number of series.",
 )
 @click.option(
+    "--score-lookback",
+    default="35d",
+    show_default=True,
+    help="History read before the windows scored ('none': all of it). The default holds the "
+    "models' history, calibration and warm-up; a round then costs the same after a year.",
+)
+@click.option(
     "--max-idle",
     type=float,
     default=None,
@@ -146,6 +153,7 @@ def run(
     idle_close: float,
     score_every: float,
     score_budget: int,
+    score_lookback: str,
     max_idle: float | None,
     session_timeout: float,
     client: str | None,
@@ -189,6 +197,7 @@ def run(
         idle_close=idle_close,
         score_every=score_every,
         score_budget=score_budget,
+        score_lookback=_lookback(score_lookback),
         session_timeout_ms=int(session_timeout * 1000),
         client=client or (kafka.client if kafka is not None else "kafka-python"),
         metrics=metrics,
@@ -531,3 +540,16 @@ def repair(
     finally:
         store.close()
     click.echo(report.to_text())
+
+
+def _lookback(text: str) -> Any:
+    """``--score-lookback``: a duration, or ``none`` for the whole history."""
+    if text.strip().lower() in ("none", "all", "0"):
+        return None
+    from detector.pipeline.config import parse_duration
+
+    try:
+        return parse_duration(text)
+    except (ValueError, TypeError) as exc:
+        msg = f"{exc} (e.g. 35d, 12h, or none)"
+        raise click.BadParameter(msg, param_hint="--score-lookback") from exc

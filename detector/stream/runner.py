@@ -56,6 +56,10 @@ log = logging.getLogger("detector.stream")
 SourceFactory = Callable[..., Source]
 
 
+#: History read before the windows a round scores (see detector.stream.scoring).
+SCORE_LOOKBACK = pd.Timedelta(days=35)
+
+
 @dataclass
 class RunStats:
     """What a run did (for logs, ``/metrics`` later, and tests)."""
@@ -97,6 +101,7 @@ class StreamRunner:
         idle_close: float = 30.0,
         score_every: float = 5.0,
         score_budget: int = 400_000,
+        score_lookback: pd.Timedelta | None = SCORE_LOOKBACK,
         session_timeout_ms: int = 10_000,
         idle_partition: float = 2.0,
         commit_every: float = 5.0,
@@ -133,8 +138,10 @@ class StreamRunner:
         self._closed: set[tuple[str, int]] | None = set()
         self._catalogue: Any = None
         self._repairs_taken: list[tuple[str, int]] = []  # repaired verdicts applied, to drop
-        #: Stored points scored at once (see detector.stream.scoring).
+        #: Stored points scored at once, and how much history before the windows scored is
+        #: read (see detector.stream.scoring).
         self.score_budget = score_budget
+        self.score_lookback = score_lookback
         #: Batches folded in since the last commit, and the state version they build on:
         #: consumers of one group share the state, and one that finds the store's version
         #: moved on reloads it and folds these in again (see :meth:`_rebase`).
@@ -470,6 +477,7 @@ class StreamRunner:
             closed=self._closed,
             timezones=self.agg.series_timezones(),
             budget_rows=self.score_budget,
+            lookback=self.score_lookback,
         )
         if self.metrics is not None:
             self.metrics.observe_scoring(time.perf_counter() - started)

@@ -61,17 +61,22 @@ class SeriesCatalogue:
             per[series] = per.get(series, 0) + 1
 
     def slices(
-        self, budget_rows: int, only: Mapping[str, set[str]] | None = None
+        self,
+        budget_rows: int,
+        only: Mapping[str, set[str]] | None = None,
+        cap: Mapping[str, int] | None = None,
     ) -> Iterator[tuple[str, list[str]]]:
         """``(metric, series)`` slices of at most ``budget_rows`` points each (a longer series
-        is a slice of its own); with ``only``, just those series per metric."""
+        is a slice of its own); with ``only``, just those series per metric; ``cap``: at most
+        that many points per series of a metric are read (the scoring lookback)."""
         for metric in sorted(self.sizes):
             sizes = self.sizes[metric]
             names = sorted(sizes if only is None else only.get(metric, set()) & sizes.keys())
+            most = (cap or {}).get(metric)
             chunk: list[str] = []
             rows = 0
             for name in names:
-                n = sizes[name]
+                n = sizes[name] if most is None else min(sizes[name], most)
                 full = rows + n > budget_rows or len(chunk) >= MAX_SERIES_PER_QUERY
                 if chunk and full:
                     yield metric, chunk
@@ -92,6 +97,7 @@ def score_closed(
     closed: Iterable[tuple[str, int]] | None,
     timezones: Mapping[str, str],
     budget_rows: int = BUDGET_ROWS,
+    lookback: pd.Timedelta | None = None,
 ) -> tuple[pd.DataFrame, pd.Timestamp | None]:
     """Score the windows closed since the last round; returns ``(scores, newest)``.
 
@@ -101,6 +107,10 @@ def score_closed(
     closed again (late data) and the series to score; None (unknown after a restart) scores
     every series. ``scores`` has the output columns plus ``metric`` and, where ratios are
     scored, ``denominator``; ``newest`` is the newest window in the history seen.
+
+    ``lookback``: read only the history that far before the earliest window scored (the
+    models' own history, the calibration window and the confidence ramp fit in the default
+    35 days), so that a round costs the same after a year as after a month. None reads it all.
     """
     from detector.backtest import score_metrics
 
@@ -118,10 +128,16 @@ def score_closed(
         names=["series", "timestamp"],
     )
     fresh_by_metric = dict(tuple(fresh.groupby("metric", sort=False))) if len(fresh) else {}
+    start = cap = None
+    if lookback is not None and since is not None:
+        earliest = min([since, *(t for _, t in again)]) if len(again) else since
+        start = earliest - lookback
+        widths = {m.name: m.window for m in [*pipeline.metrics, *pipeline.freshness]}
+        cap = {n: int(lookback / w) + 2 for n, w in widths.items() if w is not None}
     parts: list[pd.DataFrame] = []
     newest = since
-    for metric, names in catalogue.slices(budget_rows, only):
-        stored = store.points(pipeline.name, metrics=[metric], series=names)
+    for metric, names in catalogue.slices(budget_rows, only, cap):
+        stored = store.points(pipeline.name, start=start, metrics=[metric], series=names)
         new = fresh_by_metric.get(metric)
         if new is not None:
             new = new.loc[new["series"].isin(names)]

@@ -114,3 +114,41 @@ def test_only_the_series_closed_are_scored(tmp_path):
     )  # fmt: skip
     assert len(every) == 7
     store.close()
+
+
+def test_a_lookback_reads_only_that_much_history_before_the_windows_scored(tmp_path):
+    pts = points()
+    cut = START + 300 * (STEPS - 12)
+    stored, fresh = [p for p in pts if p.start < cut], [p for p in pts if p.start >= cut]
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    store.commit("slices", "g", offsets={}, state=None, points=stored)
+    since = pd.Timestamp(cut - 300, unit="s", tz="UTC")
+    catalogue = SeriesCatalogue.load(store, "slices")
+    closed = {(p.series, p.start) for p in fresh}
+    lookback = pd.Timedelta("1D")
+
+    got, _ = score_closed(
+        store, PIPELINE, points_frame(fresh), catalogue, since=since, closed=closed,
+        timezones={}, budget_rows=500, lookback=lookback,
+    )  # fmt: skip
+
+    # exactly what scoring the history from `since - lookback` on gives
+    first = (since - lookback).timestamp()
+    wanted = score_metrics(PIPELINE, points_frame([p for p in pts if p.start >= first]))
+    wanted = wanted.loc[wanted["timestamp"] > since]
+    order = ["series", "timestamp"]
+    pd.testing.assert_frame_equal(
+        got[list(wanted.columns)].sort_values(order, ignore_index=True),
+        wanted.sort_values(order, ignore_index=True),
+    )
+    # and a lookback longer than the history changes nothing
+    whole, _ = score_closed(
+        store, PIPELINE, points_frame(fresh), catalogue, since=since, closed=closed,
+        timezones={}, lookback=pd.Timedelta("35D"),
+    )  # fmt: skip
+    full, _ = score_closed(
+        store, PIPELINE, points_frame(fresh), catalogue, since=since, closed=closed,
+        timezones={}, lookback=None,
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(whole, full)
+    store.close()
