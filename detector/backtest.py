@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,9 @@ import orjson
 import pandas as pd
 
 from detector.aggregation.windows import Point, Rejected, WindowAggregator
+from detector.calendars.calendar import Calendar
+from detector.calendars.effects import CODES
+from detector.calendars.events import Event, LevelChange
 from detector.errors import InputError
 from detector.events.read import read_events
 from detector.io.series import write_scores
@@ -120,14 +123,22 @@ def score_metrics(
     *,
     causal: bool = True,
     timezones: dict[str, str] | None = None,
+    calendar: Calendar | None = None,
+    feedback: Calendar | Iterable[Event | LevelChange] | None = None,
 ) -> pd.DataFrame:
     """Score every metric with its model and parameters, and every freshness check.
 
     Series of a segment with a time zone (``segments.market.timezones``) are scored on their
     local wall clock, so that their daily and weekly shape stays put across daylight-saving
     changes (see :func:`score_local`).
+
+    The pipeline's ``calendars:`` (holidays per market, declared events) apply to every metric,
+    or ``calendar`` instead when given; ``feedback`` adds what labelled alerts teach
+    (:func:`detector.calendars.load_feedback`). Freshness checks are not modelled, so only
+    their ``ignore`` spans apply to them: not scored.
     """
     timezones = timezones or {}
+    cal = (calendar if calendar is not None else Calendar.from_pipeline(pipeline)).merged(feedback)
     parts = []
     for m in pipeline.metrics:
         data = metrics.loc[metrics["metric"] == m.name]
@@ -144,6 +155,8 @@ def score_metrics(
             freq=pd.tseries.frequencies.to_offset(m.window).freqstr,
             **m.params,
         )
+        if cal:
+            kwargs["calendar"] = cal
         tz_of = data["series"].map(lambda s: timezones.get(s, "UTC"))
         for tz, group in data.loc[:, cols].groupby(tz_of, sort=True):
             if tz == "UTC":
@@ -154,7 +167,8 @@ def score_metrics(
         data = metrics.loc[metrics["metric"] == f.name]
         if not data.empty:
             assert f.window is not None
-            parts.append(score_freshness(data, f, f.window))
+            fresh = score_freshness(data, f, f.window)
+            parts.append(_mute(fresh, cal, f.window, timezones) if cal else fresh)
     if not parts:
         return pd.DataFrame({c: [] for c in OUTPUT_COLUMNS})
     return pd.concat(parts, ignore_index=True)
@@ -170,6 +184,8 @@ def score_local(data: pd.DataFrame, tz: str, **kwargs: Any) -> pd.DataFrame:
     value in the output). Anomaly reasons of such series give local times, and say so.
     """
     local = data["timestamp"].dt.tz_convert(tz).dt.tz_localize(None).dt.tz_localize("UTC")
+    if kwargs.get("calendar") is not None:
+        kwargs = {**kwargs, "clock": tz}  # holidays and naive event times are local
     scored = score_frame(data.assign(timestamp=local), **kwargs)
     scored = scored.rename(columns={"timestamp": "_local", "value": "_local_value"})
     back = data.loc[:, ["timestamp", "series", "value"]].assign(_local=local.to_numpy())
@@ -181,6 +197,32 @@ def score_local(data: pd.DataFrame, tz: str, **kwargs: Any) -> pd.DataFrame:
     out["reason"] = reasons
     out["kind"] = out["kind"].astype(object).fillna("")
     return out.loc[:, list(OUTPUT_COLUMNS)]
+
+
+def _mute(
+    scored: pd.DataFrame, cal: Calendar, window: pd.Timedelta, timezones: dict[str, str]
+) -> pd.DataFrame:
+    """Take the ``ignore`` spans of a calendar out of scored rows (freshness checks)."""
+    flagged = scored["is_anomaly"].astype(bool).to_numpy()
+    if not flagged.any():
+        return scored
+    out = scored.copy()
+    reasons = out["reason"].astype(object).to_numpy(copy=True)
+    for series, rows in out.loc[flagged].groupby("series", sort=False):
+        clock = timezones.get(str(series), "UTC")
+        ts = pd.DatetimeIndex(rows["timestamp"]).tz_convert(clock).tz_localize(None)
+        index = ts.tz_localize("UTC")
+        effects = cal.resolve([str(series)], index, window, clock)
+        if effects is None:
+            continue
+        muted = effects.code[:, 0] == CODES.index("ignore")
+        at = out.index.get_indexer(rows.index[muted])
+        for k, label in zip(at, effects.label[muted, 0], strict=True):
+            reasons[k] = f"not scored: {effects.labels[label]}"
+        out.iloc[at, out.columns.get_loc("is_anomaly")] = False
+        out.iloc[at, out.columns.get_loc("kind")] = ""
+    out["reason"] = reasons
+    return out
 
 
 def write_metrics(metrics: pd.DataFrame, path: str | Path) -> None:

@@ -196,7 +196,12 @@ def repair(
         history = pd.concat([history, fresh], ignore_index=True).drop_duplicates(
             ["series", "timestamp"], keep="last"
         )
-    scores = score_metrics(pipeline, history, causal=True, timezones=agg.series_timezones())
+    from detector.calendars import load_feedback
+
+    scores = score_metrics(
+        pipeline, history, causal=True, timezones=agg.series_timezones(),
+        feedback=load_feedback(store, pipeline.name),
+    )  # fmt: skip
     in_range = scores[(scores["timestamp"] >= start) & (scores["timestamp"] < end)]
     now_anomalous = in_range[in_range["is_anomaly"].astype(bool)]
     before = store.anomalies(pipeline.name, start=start, end=end)

@@ -274,7 +274,8 @@ class AlertTracker:
                 return []
             annotations = {
                 **cur.alert.annotations,
-                "retracted": f"window {t.isoformat()} scored again (late events, or a repair): normal",
+                "retracted": f"window {t.isoformat()} scored again (late events or a repair): "
+                "normal",
                 "impact": f"+0 {self.units.get(str(metric[i]), str(metric[i]))}",
             }
             del self.open[s]

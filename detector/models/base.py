@@ -10,6 +10,11 @@ Causality is the engine's job and the protocol makes it easy to keep: the engine
 ``fit(panel, end)`` with the rows before ``end`` only, then ``predict(panel, start, stop)``,
 whose output for row ``t`` may use rows ``< t`` only. Models keep state between ``predict``
 calls on consecutive ranges (that is the "update with new points" step).
+
+One optional step: ``declare_level_changes(changes)``, a list of ``(row, column)`` where a person
+said a series settled on a new normal (feedback, :mod:`detector.calendars.feedback`). A model
+that has it accepts the new level from that row on; for one that has not, the engine hides the
+series' history before the change from the refits after it.
 """
 
 from __future__ import annotations

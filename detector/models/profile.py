@@ -216,6 +216,11 @@ class SeasonalProfileModel(NoiseModel, BaseEstimator):
         self.family_ = np.where(naive & (self.family_ != "count"), "level", self.family_)
         # Sparse counts (a few tickets per bucket): the median of samples is mostly 0, so use
         # their mean shrunk towards the series' recent rate, or one sale at night would alarm.
+        # A series declared to have a new level has its recent rate from after the change.
+        for row, col in getattr(self, "level_changes_", ()):
+            if lo < row < end and 0 <= col < x.shape[1]:
+                x = x.copy() if x.base is not None else x
+                x[: row - lo, col] = np.nan
         fin = np.isfinite(x)
         self.rate_ = np.where(fin.any(axis=0), np.nansum(x, axis=0) / np.maximum(fin.sum(0), 1), 0)
         self.sparse_ = (self.family_ == "count") & (self.rate_ < self.sparse_below)
@@ -375,6 +380,7 @@ class SeasonalProfileModel(NoiseModel, BaseEstimator):
         st = self.state_
         a = self.alpha_
         count = self.family_ == "count"
+        due = self._due_changes(start, stop, n)
         for i in range(rows):
             b = base[i]
             x = x_all[i]
@@ -444,10 +450,19 @@ class SeasonalProfileModel(NoiseModel, BaseEstimator):
             near_zero = ((rec[1] <= 0.05 * np.abs(rec[3])) & (rec[4] > 0) & (rec[3] > 0)).any(0)
             outage = (count | self.mult_) & ((xs <= 0.05 * np.abs(e)) | low | near_zero)
             accept = settled & side_now & ~outage
+            # A declared new normal (feedback): accepted once its first window has been seen,
+            # from every point since the change, whatever the gates above say.
+            forced = due.get(start + i)
+            if forced is not None:
+                forced = forced & (rec[4].sum(axis=0) > 0)
+                accept = accept | forced
+            else:
+                forced = np.zeros(n, dtype=bool)
             self._maybe_undo(st, x, b, e, sd, ok, seasonal, lev, base, i, start + i)
             if accept.any():
                 # The new level from the rows on the shifted side only.
                 side = (np.sign(rec[0]) == np.sign(mean_z)[None]) & (np.abs(rec[0]) > k)
+                side = np.where(forced[None], rec[4] > 0, side)
                 sx_, sb_, n_ = (rec[1] * side).sum(0), (rec[2] * side).sum(0), side.sum(0)
                 ratio = sx_ / np.where(sb_ > 0, sb_, 1.0)
                 gap = (sx_ - sb_) / np.maximum(n_, 1)
@@ -461,13 +476,16 @@ class SeasonalProfileModel(NoiseModel, BaseEstimator):
                 old_e = np.where(self.mult_, b * st.undo[0], b + st.undo[1])
                 old_e = np.where(seasonal, old_e, st.undo[2])
                 revert = (st.undo[3] > 0) & (np.abs(new_e - old_e) <= 0.15 * np.abs(old_e))
-                shifted[i] = np.where(accept & ~revert, size, 0.0)
+                revert &= ~forced
+                # A declared change was news when it happened; it is not reported again.
+                shifted[i] = np.where(accept & ~revert & ~forced, size, 0.0)
                 # Remember the old level for a day: if the series comes back to it (the
                 # "shift" was a long incident after all), the shift is undone quietly.
                 st.undo[0] = np.where(accept, lvl, st.undo[0])
                 st.undo[1] = np.where(accept, st.add, st.undo[1])
                 st.undo[2] = np.where(accept, e, st.undo[2])
                 st.undo[3] = np.where(accept & ~revert, self.undo_steps_, st.undo[3])
+                st.undo[3] = np.where(forced, 0, st.undo[3])  # declared: never undone
                 st.undo[3] = np.where(accept & revert, 0, st.undo[3])
                 st.votes[accept] = 0
                 # Restating history is kept for clear shifts seen against a weekly profile;
@@ -475,6 +493,7 @@ class SeasonalProfileModel(NoiseModel, BaseEstimator):
                 # into the past.
                 weekly = np.asarray(self.baselines_)[self.choice_] == "weekly"
                 rebase = accept & weekly & (np.abs(ratio - 1.0) >= 0.2) & self.causal
+                rebase |= forced & seasonal & (np.abs(ratio - 1.0) >= 0.05) & self.causal
                 st.sx = np.where(accept & seasonal & self.mult_, ratio * st.sb, st.sx)
                 st.add = np.where(accept & seasonal & ~self.mult_, gap, st.add)
                 if rebase.any():
@@ -540,6 +559,27 @@ class SeasonalProfileModel(NoiseModel, BaseEstimator):
             st.undo[3] = np.where(undo, 0, st.undo[3])
             st.undo[4:6, undo] = 0.0
         st.undo[3] = np.where(st.undo[3] > 0, st.undo[3] - 1, 0)
+
+    def declare_level_changes(self, changes: list[tuple[int, int]]) -> SeasonalProfileModel:
+        """Series that settled on a new normal level: ``(row, column)`` pairs (feedback).
+
+        The model accepts the new level as soon as it has seen a window of it
+        (``level_shift_after`` from ``row``), as its own level-shift step would, but without
+        that step's gates (a drop to zero can be the new normal when a person says so), and
+        restates the history before ``row`` at the new level, so the seasonal medians do not
+        drag the old level back. Causal: the level comes from points since ``row`` only.
+        """
+        self.level_changes_ = list(changes)
+        return self
+
+    def _due_changes(self, start: int, stop: int, n: int) -> dict[int, np.ndarray]:
+        """Rows in ``[start, stop)`` at which a declared change is accepted -> columns."""
+        due: dict[int, np.ndarray] = {}
+        for row, col in getattr(self, "level_changes_", ()):
+            at = row + self.shift_steps_ - 1
+            if start <= at < stop and 0 <= col < n:
+                due.setdefault(at, np.zeros(n, dtype=bool))[col] = True
+        return due
 
     def info(self) -> SeriesInfo:
         names = np.asarray(self.baselines_, dtype=object)

@@ -51,12 +51,17 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
 )
 
 from detector.errors import ConfigError
 
 __all__ = [
     "AGGREGATIONS",
+    "CalendarEvent",
+    "Calendars",
     "ConfigIssue",
     "Freshness",
     "Metric",
@@ -234,6 +239,129 @@ class Freshness(_Strict):
         return (self.event,)
 
 
+# --------------------------------------------------------------------------------------------
+# Calendars: holidays per market and declared events (detector/calendars/ uses them)
+# --------------------------------------------------------------------------------------------
+
+
+def _holiday_entry(value: object) -> object:
+    """``DE`` or ``GB-ENG`` as ``{country, subdivision}``; a mapping as it is."""
+    if isinstance(value, str):
+        from detector.calendars.holidays import parse_country
+
+        country, subdivision = parse_country(value)
+        return {"country": country, "subdivision": subdivision}
+    return value
+
+
+class HolidaySpec(_Strict):
+    """A segment value's public holidays: a country and optionally a subdivision (the
+    ``holidays`` package's codes), what the days look like, and names to leave out."""
+
+    country: str
+    subdivision: str | None = None
+    expect: Literal["holiday", "lower", "ignore"] = "holiday"
+    exclude: list[str] = Field(default_factory=list)
+
+
+HolidayEntry = Annotated[HolidaySpec, BeforeValidator(_holiday_entry)]
+_DATE_ONLY = re.compile(r"^\s*\d{4}-\d{2}-\d{2}\s*$")
+
+
+class CalendarEvent(_Strict):
+    """A declared event: a promotion, a maintenance, a strike; see ``detector.calendars``.
+
+    ``start``/``end`` with a UTC offset (``2026-01-15T08:00:00Z``) are instants; without one
+    they are read on each series' own wall clock (its segment's time zone), or in
+    ``timezone``. A date alone as ``end`` means through that day.
+    """
+
+    name: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    expect: Literal["holiday", "higher", "lower", "ignore"]
+    factor: float | None = Field(None, gt=0)
+    timezone: str | None = None
+    where: dict[str, str | list[str]] = Field(default_factory=dict)
+    metrics: list[str] = Field(default_factory=list)
+    series: list[str] = Field(default_factory=list)
+    description: str = ""
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _time(cls, value: object, info: ValidationInfo) -> pd.Timestamp:
+        import datetime as dt
+
+        whole_day = (isinstance(value, dt.date) and not isinstance(value, dt.datetime)) or (
+            isinstance(value, str) and bool(_DATE_ONLY.match(value))
+        )
+        try:
+            ts = pd.Timestamp(value)  # type: ignore[arg-type]
+        except (ValueError, TypeError):
+            ts = pd.NaT
+        if ts is pd.NaT or not isinstance(ts, pd.Timestamp):
+            raise ValueError(
+                f"expected a date or time such as 2026-01-15, '2026-01-15 08:00' or "
+                f"2026-01-15T08:00:00Z, got {value!r}"
+            )
+        return ts + pd.Timedelta("1D") if whole_day and info.field_name == "end" else ts
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CalendarEvent:
+        if (self.start.tzinfo is None) != (self.end.tzinfo is None):
+            raise ValueError("start and end must both have a UTC offset, or neither")
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        if self.factor is not None:
+            if self.expect in ("holiday", "ignore"):
+                raise ValueError(f"'factor' applies to expect: higher or lower, not {self.expect}")
+            if (self.expect == "higher") != (self.factor > 1) or self.factor == 1:
+                side = "above" if self.expect == "higher" else "below"
+                raise ValueError(
+                    f"expect: {self.expect} needs a factor {side} 1, got {self.factor}"
+                )
+        return self
+
+
+class Calendars(_Strict):
+    """The ``calendars:`` section: holidays per segment value, and declared events."""
+
+    #: segment dimension -> value -> holidays (``{market: {DE: DE, UK: GB-ENG}}``)
+    holidays: dict[str, dict[str, HolidayEntry]] = Field(default_factory=dict)
+    events: list[CalendarEvent] = Field(default_factory=list)
+
+    def holiday_rules(self) -> list[Any]:
+        from detector.calendars.holidays import HolidayRule
+
+        return [
+            HolidayRule(dim, str(value), h.country, h.subdivision, h.expect, tuple(h.exclude))
+            for dim, values in self.holidays.items()
+            for value, h in values.items()
+        ]
+
+    def event_list(self) -> list[Any]:
+        from detector.calendars.events import Event
+
+        return [
+            Event(
+                e.name,
+                e.start,
+                e.end,
+                e.expect,
+                e.factor,
+                {
+                    k: tuple(map(str, v)) if isinstance(v, list) else (str(v),)
+                    for k, v in e.where.items()
+                },
+                tuple(e.metrics),
+                tuple(e.series),
+                e.timezone,
+                f"{e.name} (declared event)",
+            )
+            for e in self.events
+        ]
+
+
 class Store(_Strict):
     """Where streaming state lives: ``sqlite:///file.db`` or ``postgresql://...``."""
 
@@ -252,6 +380,7 @@ class Pipeline(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     metrics: list[Metric] = Field(default_factory=list)
     freshness: list[Freshness] = Field(default_factory=list)
+    calendars: Calendars = Field(default_factory=Calendars)
     alerting: dict[str, Any] = Field(default_factory=dict)  # read by the alert router
     store: Store = Field(default_factory=Store)
     source_file: str = Field("<string>", exclude=True)
@@ -672,7 +801,78 @@ def _cross_checks(doc: dict[str, Any], lines: dict[tuple, int], source: str) -> 
             )
     if not _list(doc.get("metrics")) and not _list(doc.get("freshness")):
         add(("metrics",), "the pipeline defines no metrics and no freshness checks")
+    _check_calendars(doc, add)
     return issues
+
+
+def _check_calendars(doc: dict[str, Any], add: Any) -> None:
+    """Holiday countries and segment values, event metrics, dimensions and time zones."""
+    from detector.calendars.holidays import check_country, parse_country
+
+    cal = _dict(doc.get("calendars"))
+    segments = {
+        str(d): [str(v) for v in _list(_dict(s).get("values"))]
+        for d, s in _dict(doc.get("segments")).items()
+    }
+    for dim, values in _dict(cal.get("holidays")).items():
+        here = ("calendars", "holidays", dim)
+        if dim not in segments:
+            add(
+                here,
+                f"{dim!r} is not a segment{_suggest(str(dim), segments)}; holidays are "
+                "given per value of a dimension declared under 'segments:'",
+            )
+            continue
+        for value, spec in _dict(values).items():
+            loc = (*here, value)
+            if str(value) not in segments[dim]:
+                add(
+                    loc,
+                    f"{value!r} is not one of the values of segment {dim!r}"
+                    f"{_suggest(str(value), segments[dim])}",
+                )
+            if isinstance(spec, str):
+                country, sub = parse_country(spec)
+            elif isinstance(spec, dict) and isinstance(spec.get("country"), str):
+                country, sub = str(spec["country"]).upper(), spec.get("subdivision")
+                loc = (*loc, "country")
+            else:
+                continue  # the schema reports the shape
+            problem = check_country(country, str(sub).upper() if sub is not None else None)
+            if problem:
+                add(loc, problem)
+    metric_names = [
+        str(_dict(m).get("name")) for s in ("metrics", "freshness") for m in _list(doc.get(s))
+    ]
+    dims = set(segments)
+    for s in ("metrics", "freshness"):
+        for m in _list(doc.get(s)):
+            dims |= {str(g) for g in _list(_dict(m).get("group_by"))}
+    for i, ev in enumerate(_list(cal.get("events"))):
+        ev = _dict(ev)
+        here = ("calendars", "events", i)
+        for k, name in enumerate(_list(ev.get("metrics"))):
+            if str(name) not in metric_names:
+                add(
+                    (*here, "metrics", k),
+                    f"unknown metric {name!r}{_suggest(str(name), metric_names)}",
+                )
+        for dim, want in _dict(ev.get("where")).items():
+            if dim not in dims:
+                add(
+                    (*here, "where", dim),
+                    f"{dim!r} is not a dimension of any metric{_suggest(str(dim), dims)}",
+                )
+            elif segments.get(dim):
+                for v in want if isinstance(want, list) else [want]:
+                    if str(v) not in segments[dim]:
+                        add(
+                            (*here, "where", dim),
+                            f"{v!r} is not one of the values of segment "
+                            f"{dim!r}{_suggest(str(v), segments[dim])}",
+                        )
+        if isinstance(ev.get("timezone"), str):
+            _check_tz((*here, "timezone"), ev["timezone"], add)
 
 
 def _check_tz(loc: tuple, tz: str, add: Any) -> None:

@@ -240,6 +240,8 @@ def decide(
     params: DetectionParams,
     causal: bool = True,
     confidence: np.ndarray | None = None,
+    span: tuple[np.ndarray, np.ndarray] | None = None,
+    special: np.ndarray | None = None,
 ) -> Detection:
     """Score every point and decide, causally, which ones are anomalous and of what kind.
 
@@ -248,8 +250,21 @@ def decide(
     per row (the family in force at that row's refit). ``confidence`` (in (0, 1]) scales z
     down while a series' history is short: the cold-start ladder raises thresholds instead of
     alarming on a half-learned shape.
+
+    ``span`` (from a calendar: a holiday, a promotion) gives points a range ``(lo, hi)`` to be
+    judged against instead of one expected value (NaN ``lo``: no range); a point inside it has
+    no deviation, one outside deviates by its distance to the nearer end. ``special`` marks the
+    points under a calendar effect, which the thresholds are not calibrated on.
     """
     t, n = x.shape
+    shown = expected
+    ranged = None
+    if span is not None:
+        span_lo, span_hi = span
+        ranged = ~np.isnan(span_lo)
+        with np.errstate(invalid="ignore"):
+            inside = np.clip(np.where(np.isfinite(x), x, span_lo), span_lo, span_hi)
+        expected = np.where(ranged, inside, expected)
     ok = np.isfinite(x) & np.isfinite(expected) & np.isfinite(variance) & scorable
     count = family == FAMILIES.index("count")
     ratio = family == FAMILIES.index("ratio")
@@ -303,6 +318,8 @@ def decide(
             b = max(0, lo - sc.m + 1)
             recent = window_sums(out.is_anomaly[b:start].astype(float), sc.m)
             quiet = recent[lo - b :] == 0
+            if special is not None:
+                quiet &= ~special[lo:start]
             z, kappa = _calibrated(sc, quiet, lo, start, a, stop, count)
             if sc.m == 1:
                 z1[a:stop] = z
@@ -337,7 +354,10 @@ def decide(
     score = np.maximum(score, zvar * zvar / (zvar * zvar + z0 * z0))
     out.score = np.where(ok, score, np.nan)
     half = thr * np.sqrt(np.maximum(variance * out.upper, 0.0))
-    lower, upper = expected - half, expected + half
+    lower, upper = shown - half, shown + half
+    if span is not None and ranged is not None:
+        lower = np.where(ranged, span[0] - half, lower)
+        upper = np.where(ranged, span[1] + half, upper)
     # A series that has never been negative gets no negative lower bound.
     out.lower = np.where(count | ratio | never_negative, np.maximum(lower, 0.0), lower)
     out.upper = np.where(ratio, np.minimum(upper, 1.0), upper)

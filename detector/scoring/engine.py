@@ -5,6 +5,12 @@ then lets it forecast the period point by point; the detection layer calibrates 
 statistics from earlier periods only. So appending future data never changes an earlier output.
 Retrospective mode (``causal=False``) fits once on the whole series and may look both ways.
 
+A :class:`~detector.calendars.Calendar` (holidays, declared events, feedback) is a model input:
+points under an effect are hidden from the model's training, judged against the calendar's
+expectation (:mod:`detector.calendars.effects`), and named in their reasons; a declared level
+change is handed to the model (``declare_level_changes``) or, for a model without that step,
+the series' history before it is restated at the new level at each refit after it.
+
 >>> idx = pd.date_range("2026-01-01", periods=288 * 4, freq="5min", tz="UTC")
 >>> rng = np.random.default_rng(0)
 >>> df = pd.DataFrame({"timestamp": idx, "series": "orders",
@@ -26,6 +32,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
+from detector.calendars.calendar import Calendar
+from detector.calendars.effects import Effects, Expectation
 from detector.errors import ConfigError, InputError
 from detector.models.base import FAMILIES, Forecast, Model, create_model
 from detector.panel import Panel, to_panel
@@ -47,6 +55,7 @@ class ScoredPanel:
     family: np.ndarray
     baseline: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    calendar: Expectation | None = None  # the calendar's expectation, where one applies
 
     def to_frame(self) -> pd.DataFrame:
         return _to_frame(self)
@@ -123,18 +132,27 @@ def score_panel(
     min_history: str = "1D",
     confidence_ramp: str = "14D",
     chunk: int = 500,
+    calendar: Calendar | None = None,
+    clock: str = "UTC",
     **params: Any,
 ) -> ScoredPanel:
     """Forecast and decide every point of ``panel``; see the module docstring.
 
     Series are independent, so a large panel is scored ``chunk`` series at a time: the same
     results, with a fraction of the peak memory (the model's lagged stacks are the big part).
+    ``calendar`` applies holidays, events and level changes; ``clock`` is the time zone whose
+    wall clock the panel's timestamps show (series scored on local time).
     """
     det_params, model_params = _split_params(params)
     detection_params = DetectionParams(**det_params)
     if isinstance(model, str):
         _make_model(model, causal, model_params)  # bad names/parameters fail before any work
     n = panel.values.shape[1]
+    effects = (
+        calendar.resolve(panel.series, panel.index, panel.freq, clock, panel.values)
+        if calendar
+        else None
+    )
 
     def fresh() -> Model:
         # A model instance is cloned (scikit-learn style: same parameters, no learned state),
@@ -145,7 +163,7 @@ def score_panel(
 
     if n <= chunk or not isinstance(model, str | BaseEstimator):
         return _score_chunk(
-            panel, fresh(), causal, refit, min_history, confidence_ramp, detection_params
+            panel, fresh(), causal, refit, min_history, confidence_ramp, detection_params, effects
         )
     parts = [
         _score_chunk(
@@ -156,6 +174,7 @@ def score_panel(
             min_history,
             confidence_ramp,
             detection_params,
+            None if effects is None else effects.columns(slice(a, a + chunk)),
         )
         for a in range(0, n, chunk)
     ]
@@ -177,9 +196,13 @@ def _stitch(panel: Panel, parts: list[ScoredPanel]) -> ScoredPanel:
     )
     fields = Detection.__dataclass_fields__
     detection = Detection(**{f: cat(lambda p, f=f: getattr(p.detection, f)) for f in fields})
+    calendar = None
+    if any(p.calendar is not None for p in parts):
+        shapes = [p.scorable.shape for p in parts]
+        calendar = Expectation.concat([p.calendar for p in parts], shapes)
     return ScoredPanel(
         panel, forecast, detection, cat(lambda p: p.scorable),
-        cat1(lambda p: p.family), cat1(lambda p: p.baseline),
+        cat1(lambda p: p.family), cat1(lambda p: p.baseline), calendar=calendar,
     )  # fmt: skip
 
 
@@ -191,8 +214,12 @@ def _score_chunk(
     min_history: str,
     confidence_ramp: str,
     detection_params: DetectionParams,
+    effects: Effects | None = None,
 ) -> ScoredPanel:
     t, n = panel.values.shape
+    # The model learns from the panel without the calendar's special points.
+    training = panel if effects is None else effects.training(panel)
+    restate = _declare_changes(mdl, effects)
     steps_day = max(1, round(panel.steps_per_day))
     every = refit if pd.Timedelta(refit) >= panel.freq else str(panel.freq)
     window = max(7 * steps_day, 24 * 7)
@@ -203,18 +230,20 @@ def _score_chunk(
         family = np.zeros((t, n), dtype=np.int8)
         for i, start in enumerate(bounds):
             stop = bounds[i + 1] if i + 1 < len(bounds) else t
-            mdl.fit(panel, start)
+            seen = restate(training, start, expected)
+            mdl.fit(seen, start)
             family[start:stop] = _family_codes(mdl.info().family)[None, :]
-            fc = mdl.predict(panel, start, stop)
+            fc = mdl.predict(seen, start, stop)
             expected[start:stop], variance[start:stop] = fc.expected, fc.variance
             if fc.level_shift is not None:
                 shift[start:stop] = fc.level_shift
         forecast = Forecast(expected, variance, shift)
         warm = max(int(pd.Timedelta(min_history) / panel.freq), 24)
     else:
-        mdl.fit(panel, t)
+        seen = training  # one fit on the whole series: nothing to restate from
+        mdl.fit(seen, t)
         family = np.repeat(_family_codes(mdl.info().family)[None, :], t, axis=0)
-        forecast = mdl.predict(panel, 0, t)
+        forecast = mdl.predict(seen, 0, t)
         bounds = [t]
         warm = 12
     rows = np.arange(t)[:, None]
@@ -224,20 +253,71 @@ def _score_chunk(
     history = np.clip(rows - panel.first[None, :] - warm, 0, None)
     confidence = 1.0 / (1.0 + np.clip(1.0 - history / ramp, 0.0, 1.0) * 0.7)
     info = mdl.info()
+    view = None
+    judged = scorable
+    if effects is not None:
+        view = effects.expectation(panel, forecast.expected, forecast.variance)
+        forecast = Forecast(view.expected, view.variance, forecast.level_shift)
+        judged = scorable & ~view.muted
     detection = decide(
         panel.values,
         forecast.expected,
         forecast.variance,
         family,
-        scorable,
+        judged,
         forecast.level_shift,
         bounds,
         window,
         detection_params,
         causal=causal,
         confidence=confidence,
+        span=None if view is None else (view.lo, view.hi),
+        special=None if view is None else view.special,
     )
-    return ScoredPanel(panel, forecast, detection, scorable, info.family, info.baseline)
+    return ScoredPanel(
+        panel, forecast, detection, scorable, info.family, info.baseline, calendar=view
+    )
+
+
+def _declare_changes(mdl: Model, effects: Effects | None) -> Any:
+    """Hand declared level changes to the model; return ``restate(panel, start, expected)``,
+    the panel a refit at ``start`` learns from.
+
+    A model with a level-shift step of its own takes the changes (``declare_level_changes``)
+    and sees the panel as it is. For any other model, a series' history before its latest
+    change is restated at the new level at every refit after it: scaled by the ratio of what
+    the series did since the change to what the model expected of it then (shifted by the
+    mean gap for series that go negative). Causal: only rows before ``start`` are used.
+    """
+    changes = [] if effects is None else effects.changes
+    if changes and hasattr(mdl, "declare_level_changes"):
+        mdl.declare_level_changes(changes)
+        changes = []
+
+    def restate(panel: Panel, start: int, expected: np.ndarray | None) -> Panel:
+        latest: dict[int, int] = {}
+        for row, col in changes:
+            if row < start:
+                latest[col] = max(latest.get(col, 0), row)
+        if not latest or expected is None:
+            return panel
+        values = panel.values.copy()
+        for col, row in latest.items():
+            x, e = panel.values[row:start, col], expected[row:start, col]
+            both = np.isfinite(x) & np.isfinite(e)
+            if not both.any():
+                continue
+            past = values[:row, col]
+            if np.nanmin(np.append(panel.values[:start, col], 0.0)) >= 0 and e[both].sum() > 0:
+                values[:row, col] = past * (x[both].sum() / e[both].sum())
+            else:
+                values[:row, col] = past + (x[both] - e[both]).mean()
+        return Panel(
+            values, panel.index, panel.series, panel.freq, panel.first, panel.last,
+            panel.denominator,
+        )  # fmt: skip
+
+    return restate
 
 
 def score_frame(
@@ -247,12 +327,15 @@ def score_frame(
     causal: bool = True,
     sensitivity: float = 1.0,
     freq: str | None = None,
+    calendar: Calendar | None = None,
+    clock: str = "UTC",
     **params: Any,
 ) -> pd.DataFrame:
     """Score long data (``timestamp, series, value[, denominator]``); return the output table.
 
     The table has :data:`~detector.types.OUTPUT_COLUMNS`, one row per series and time bucket
     from the series' first to its last row, missing buckets included (kind ``missing``).
+    ``calendar`` and ``clock``: see :func:`score_panel`.
     """
     for col in ("timestamp", "value"):
         if col not in data.columns:
@@ -262,7 +345,15 @@ def score_frame(
     if data.empty:
         return pd.DataFrame({c: [] for c in OUTPUT_COLUMNS})
     panel = to_panel(data, freq)
-    scored = score_panel(panel, model=model, causal=causal, sensitivity=sensitivity, **params)
+    scored = score_panel(
+        panel,
+        model=model,
+        causal=causal,
+        sensitivity=sensitivity,
+        calendar=calendar,
+        clock=clock,
+        **params,
+    )
     frame = scored.to_frame()
     frame.attrs["merged_rows"] = panel.merged_rows
     return frame
@@ -314,6 +405,36 @@ def _to_frame(sp: ScoredPanel) -> pd.DataFrame:
         )
     for k in np.flatnonzero(kinds == "missing"):
         reasons[k] = missing_reason(panel.series[sj[k]], ts[k])
+    if sp.calendar is not None:
+        _calendar_rows(frame, reasons, sp.calendar, ti, sj, warm | (kinds == "missing"))
     frame["reason"] = reasons
     frame["kind"] = frame["kind"].astype(object)
     return frame.loc[:, list(OUTPUT_COLUMNS)]
+
+
+def _calendar_rows(
+    frame: pd.DataFrame,
+    reasons: np.ndarray,
+    cal: Expectation,
+    ti: np.ndarray,
+    sj: np.ndarray,
+    skip: np.ndarray,
+) -> None:
+    """Name the holiday or event in the reasons of its points; blank what was not scored."""
+    label = cal.label[ti, sj]
+    names = np.asarray(cal.labels, dtype=object)
+    under = (label >= 0) & ~skip
+    muted = cal.muted[ti, sj] & under
+    for col in ("score", "lower", "upper"):
+        frame.loc[muted, col] = np.nan
+    # "Higher, no limit": no upper bound.
+    frame.loc[np.isinf(frame["upper"].to_numpy(dtype=float)), "upper"] = np.nan
+    flagged = frame["is_anomaly"].to_numpy(dtype=bool)
+    for k in np.flatnonzero(under):
+        name = names[label[k]]
+        if muted[k]:
+            reasons[k] = f"not scored: {name}"
+        elif flagged[k]:
+            reasons[k] = f"{reasons[k]}; more than {name} explains"
+        else:
+            reasons[k] = f"expected: {name}"

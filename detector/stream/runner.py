@@ -138,6 +138,8 @@ class StreamRunner:
         self._closed: set[tuple[str, int]] | None = set()
         self._catalogue: Any = None
         self._repairs_taken: list[tuple[str, int]] = []  # repaired verdicts applied, to drop
+        self._feedback: Any = None  # labelled alerts' lessons (see _feedback_calendar)
+        self._feedback_at = -float("inf")
         #: Stored points scored at once, and how much history before the windows scored is
         #: read (see detector.stream.scoring).
         self.score_budget = score_budget
@@ -478,6 +480,7 @@ class StreamRunner:
             timezones=self.agg.series_timezones(),
             budget_rows=self.score_budget,
             lookback=self.score_lookback,
+            feedback=self._feedback_calendar(),
         )
         if self.metrics is not None:
             self.metrics.observe_scoring(time.perf_counter() - started)
@@ -671,6 +674,20 @@ class StreamRunner:
         self.alert_state.enqueue(self._notes, now_us, cur)
         if self._repairs_taken:
             self.store.drop_rescored(cur, self.pipeline.name, self._repairs_taken)
+
+    def _feedback_calendar(self) -> Any:
+        """What alerts labelled ``expected`` or ``new-normal`` teach the models (``detector
+        alerts label``), read again at most every 30 s; None while there is none."""
+        now = self.clock()
+        if now - self._feedback_at >= 30.0:
+            from detector.calendars import load_feedback
+
+            try:
+                self._feedback = load_feedback(self.store, self.pipeline.name)
+                self._feedback_at = now
+            except Exception as exc:  # the store is down: keep what was known
+                log.warning("could not read alert feedback (%s)", exc)
+        return self._feedback
 
     def _apply_repairs(self) -> None:
         """Correct the alerts with the verdicts ``detector repair`` changed: a window it found

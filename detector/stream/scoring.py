@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -98,6 +99,7 @@ def score_closed(
     timezones: Mapping[str, str],
     budget_rows: int = BUDGET_ROWS,
     lookback: pd.Timedelta | None = None,
+    feedback: Any = None,
 ) -> tuple[pd.DataFrame, pd.Timestamp | None]:
     """Score the windows closed since the last round; returns ``(scores, newest)``.
 
@@ -111,6 +113,7 @@ def score_closed(
     ``lookback``: read only the history that far before the earliest window scored (the
     models' own history, the calibration window and the confidence ramp fit in the default
     35 days), so that a round costs the same after a year as after a month. None reads it all.
+    ``feedback``: what labelled alerts teach (:func:`detector.calendars.load_feedback`).
     """
     from detector.backtest import score_metrics
 
@@ -147,7 +150,9 @@ def score_closed(
             continue
         last = history["timestamp"].max()
         newest = last if newest is None else max(newest, last)
-        scores = score_metrics(pipeline, history, causal=True, timezones=timezones)
+        scores = score_metrics(
+            pipeline, history, causal=True, timezones=timezones, feedback=feedback
+        )
         if since is not None:
             keep = scores["timestamp"] > since
             if len(again):

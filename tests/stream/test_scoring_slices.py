@@ -152,3 +152,50 @@ def test_a_lookback_reads_only_that_much_history_before_the_windows_scored(tmp_p
     )  # fmt: skip
     pd.testing.assert_frame_equal(whole, full)
     store.close()
+
+
+def test_a_stream_round_learns_from_labelled_alerts(tmp_path):
+    """``detector run`` passes what labelled alerts teach to its rounds: after a person labels
+    a fall ``new-normal``, the next windows at the new level are no longer anomalous."""
+    from detector.alerting.alerts import AlertTracker
+    from detector.alerting.state import AlertState
+    from detector.calendars import load_feedback
+    from tests.calendars.conftest import scale, shop_orders, shop_pipeline, timezones
+
+    de = "orders{market=DE}"
+    metrics = shop_orders("2025-11-24", 28, markets=("DE",))
+    scale(metrics, de, "2025-12-16 10:00", "2026-01-01", "Europe/Berlin", 0.04)
+    pipeline = shop_pipeline()
+    metrics = metrics.assign(denominator=float("nan"), missing=False)
+    cut = metrics["timestamp"].max() - pd.Timedelta("2h")  # the last two hours are fresh
+    pts = [
+        Point("orders", r.series, int(r.timestamp.timestamp()), r.value, None, False)
+        for r in metrics.itertuples(index=False)
+    ]
+    stored = [p for p in pts if p.start <= cut.timestamp()]
+    fresh = [p for p in pts if p.start > cut.timestamp()]
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    store.commit("calshop", "g", offsets={}, state=None, points=stored)
+    catalogue = SeriesCatalogue.load(store, "calshop")
+    closed = {(p.series, p.start) for p in fresh}
+
+    def round_(feedback):
+        got, _ = score_closed(
+            store, pipeline, points_frame(fresh), catalogue, since=cut, closed=closed,
+            timezones=timezones(), feedback=feedback,
+        )  # fmt: skip
+        return got
+
+    before = round_(None)
+    assert before["is_anomaly"].sum() >= 4  # the fall keeps paging
+    state = AlertState(store, "calshop")
+    history = score_metrics(pipeline, metrics, timezones=timezones())
+    with store.transaction(write=True) as cur:
+        state.write_alerts(cur, AlertTracker("calshop").update(history.assign(metric="orders")), 0)
+    change = pd.Timestamp("2025-12-16 10:00", tz="Europe/Berlin")
+    first = min((r for r in state.alerts() if r.alert.labels["series"] == de
+                 and r.alert.starts_at >= change), key=lambda r: r.alert.starts_at)  # fmt: skip
+    state.label(first.id, "new-normal", "the TV range was discontinued")
+    after = round_(load_feedback(store, "calshop"))
+    assert len(after) == len(before) and not after["is_anomaly"].any()
+    store.close()
