@@ -231,6 +231,9 @@ def list_models() -> None:
 # The other commands register themselves on ``main``: validate, backtest, evaluate, demo
 # (cli_pipeline); emit, replay (cli_emit); run, metrics, anomalies (cli_stream).
 from detector import cli_alerts, cli_emit, cli_pipeline, cli_stream  # noqa: E402, F401
+from detector.cli_tune import tune as _tune  # noqa: E402
+
+main.add_command(_tune)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
