@@ -91,7 +91,7 @@ alerting:
             ]
 
         # The idle timeout closes the last window with DE at zero: a drop is paged.
-        wait_for(lambda: de("firing"), timeout=90)
+        wait_for(lambda: de("firing"), timeout=180)
         (firing,) = de("firing")
         assert firing["labels"]["kind"] == "dip"
         assert firing["startsAt"].startswith(iso(LAST)[:19])
@@ -101,7 +101,7 @@ alerting:
 
         # DE's events arrive late, within the lateness: the window is normal after all.
         produce_keyed(kafka_broker.bootstrap, topic, held)
-        wait_for(lambda: de("resolved"), timeout=60)
+        wait_for(lambda: de("resolved"), timeout=120)
         (resolved,) = de("resolved")
         assert resolved["fingerprint"] == firing["fingerprint"]
         assert "scored again" in resolved["annotations"]["retracted"]

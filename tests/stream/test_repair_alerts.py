@@ -65,7 +65,7 @@ alerting:
         produce_keyed(kafka_broker.bootstrap, topic, sent)
         thread.start()
         wait_for(lambda: {a["labels"]["alertname"] for a in de("firing")} == {"orders", "revenue"},
-                 timeout=120)  # fmt: skip
+                 timeout=240)  # fmt: skip
         firing = de("firing")
         assert {a["labels"]["kind"] for a in firing} <= {"dip", "level_shift"}
         assert all(a["startsAt"] >= LOST[0] for a in firing)
@@ -92,10 +92,12 @@ alerting:
 
         # The running stream applies the changed verdicts: each DE alert is resolved.
         fingerprints = {a["fingerprint"] for a in firing}
-        wait_for(lambda: {a["fingerprint"] for a in de("resolved")} == fingerprints, timeout=60)
+        wait_for(lambda: {a["fingerprint"] for a in de("resolved")} == fingerprints, timeout=120)
         for a in de("resolved"):
             assert "scored again" in a["annotations"]["retracted"]
-        wait_for(lambda: not store.rescored("streamshop").shape[0])  # applied, then dropped
+        wait_for(
+            lambda: not store.rescored("streamshop").shape[0], timeout=60
+        )  # applied, then dropped
         assert all(r.alert.status == "resolved" for r in state.alerts()
                    if r.alert.labels.get("market") == "DE")  # fmt: skip
 
