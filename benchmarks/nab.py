@@ -7,7 +7,9 @@ Usage::
 
 Each NAB file is scored on its own by ``detector.scoring.score_frame(..., causal=True)`` (file
 frequencies differ, and NAB requires every file to be handled independently), and the scores are
-matched back to the file's rows by timestamp. Two figures per profile:
+matched back to the file's rows by timestamp: :func:`detector.api.load_nab` and
+:func:`detector.api.detect_nab` do both, so ``detector.score_nab`` in a notebook gives these
+figures. Two figures per profile:
 
 * the NAB score with the corpus-optimised threshold on ``score`` (what NAB's scoreboard reports),
 * the NAB score of the detector's own decisions, i.e. what a user gets: the rows where an alert
@@ -16,8 +18,8 @@ matched back to the file's rows by timestamp. Two figures per profile:
   new detection would charge one alert many times.
 
 ``--baseline zscore`` swaps the engine for :func:`rolling_zscore_baseline`, a plain causal
-rolling z-score implemented here, as a reference point (and to exercise this runner without the
-engine). The default data path is ``../shared/data/nab`` next to the repository.
+rolling z-score implemented here, as a reference point. The default data path is
+``../shared/data/nab`` next to the repository.
 """
 
 from __future__ import annotations
@@ -25,25 +27,23 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from detector.evaluation.nab import (
-    PROFILES,
-    FileScore,
-    NABResult,
-    load_nab_windows,
-    nab_score,
-    nab_score_decisions,
+from detector.api.nab import (
+    NAB_RELATIVE,
+    Detector,
+    NABCorpus,
+    detect_nab,
+    load_nab,
+    nab_detector,
 )
+from detector.evaluation.nab import PROFILES, FileScore, NABResult, nab_score, nab_score_decisions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "nab"
-
-Detector = Callable[[pd.DataFrame], pd.DataFrame]
+DEFAULT_DATA = REPO_ROOT.parent / NAB_RELATIVE
 
 
 def rolling_zscore_baseline(
@@ -87,59 +87,22 @@ def rolling_zscore_baseline(
 
 
 def engine_detector(model: str, sensitivity: float) -> Detector:
-    """The project's scoring engine, imported late so the baseline runs without it."""
-    try:
-        from detector.scoring import score_frame
-    except ImportError as exc:
-        sys.exit(f"detector.scoring.score_frame is not available ({exc}); try --baseline zscore")
-
-    def detect(frame: pd.DataFrame) -> pd.DataFrame:
-        return score_frame(frame, model=model, causal=True, sensitivity=sensitivity)
-
-    return detect
-
-
-def read_nab_file(path: Path, name: str) -> pd.DataFrame:
-    """One NAB CSV as a long frame (timestamp UTC, series, value), rows in file order."""
-    raw = pd.read_csv(path)
-    return pd.DataFrame(
-        {
-            "timestamp": pd.to_datetime(raw["timestamp"], utc=True).dt.as_unit("ns"),
-            "series": name,
-            "value": raw["value"].astype(float),
-        }
-    )
-
-
-def detect_file(frame: pd.DataFrame, detect: Detector) -> tuple[pd.DataFrame, int]:
-    """Score one file and align the output to the file's rows; also count unmatched rows.
-
-    A few NAB files repeat or step back in time (DST artefacts), so the detector sees sorted,
-    de-duplicated rows; repeated file rows then share their timestamp's score, and NAB's
-    row-based scoring still runs over every original row.
-    """
-    clean = frame.drop_duplicates("timestamp").sort_values("timestamp", kind="stable")
-    scored = detect(clean.reset_index(drop=True))
-    scored = scored.assign(timestamp=pd.to_datetime(scored["timestamp"], utc=True).dt.as_unit("ns"))
-    scored = scored.drop_duplicates("timestamp", keep="last")[["timestamp", "score", "is_anomaly"]]
-    aligned = frame[["timestamp"]].merge(scored, on="timestamp", how="left")
-    unmatched = int(aligned["score"].isna().sum())
-    flagged = aligned["is_anomaly"].astype("boolean").fillna(False).astype(bool)
-    aligned["is_anomaly"] = flagged
-    aligned["onset"] = flagged & ~flagged.shift(1, fill_value=False)
-    # The alert's strength at its onset, 0 elsewhere: what the corpus threshold is tuned on.
-    aligned["onset_score"] = aligned["score"].fillna(0.0).where(aligned["onset"], 0.0)
-    return aligned, unmatched
+    """The project's scoring engine, as :func:`detector.score_nab` runs it."""
+    return nab_detector(model, sensitivity=sensitivity)
 
 
 def run_detector(data: Path, names: list[str], detect: Detector) -> dict[str, pd.DataFrame]:
-    """Score every file, reporting rows the detector output did not cover."""
-    results = {}
-    for name in names:
-        aligned, unmatched = detect_file(read_nab_file(data / "data" / name, name), detect)
+    """Read and score the named files of the NAB folder ``data``."""
+    return detect_corpus(load_nab(data, files=names), detect)
+
+
+def detect_corpus(corpus: NABCorpus, detect: Detector) -> dict[str, pd.DataFrame]:
+    """Score every file, reporting rows the detector output did not cover (scored 0)."""
+    _scored, results = detect_nab(corpus, detect)
+    for name, aligned in results.items():
+        unmatched = int(aligned["score"].isna().sum())
         if unmatched:
             print(f"note: {name}: {unmatched} rows without a score (scored 0)", file=sys.stderr)
-        results[name] = aligned
     return results
 
 
@@ -214,8 +177,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Detect, score under the three profiles, print markdown."""
     args = parse_args(argv)
-    windows = load_nab_windows(args.data / "labels" / "combined_windows.json")
-    names = [n for n in sorted(windows) if args.only in n]
+    started = time.perf_counter()
+    corpus = load_nab(args.data, files=args.only)
+    windows, names = corpus.windows, list(corpus.windows)
     if args.baseline == "zscore":
         label = "rolling z-score baseline"
 
@@ -228,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     # The engine's rows of one long anomaly all carry high scores; NAB would count each as a
     # new detection. Its alerts start at onsets, so the threshold is tuned on onset strength.
     score_column = "score" if args.baseline == "zscore" else "onset_score"
-    started = time.perf_counter()
-    results = run_detector(args.data, names, detect)
+    results = detect_corpus(corpus, detect)
     detected = time.perf_counter()
     scores = {
         p: (

@@ -165,22 +165,18 @@ def evaluate(
     its anomalies.csv together with --metrics metrics.csv. The labels format is documented in
     detector/evaluation/incidents.py and the README.
     """
-    import pandas as pd
-
-    from detector.datasets.shop import to_utc
+    # The steps of detector.evaluate, run here so the report is printed before the NAB score,
+    # which stops the command with an error where it is undefined.
+    from detector.api.evaluation import anomalous_rows_only, incident_nab, nab_line, on_scored_span
+    from detector.api.inputs import load_scores, load_series
     from detector.evaluation.incidents import evaluate as run_evaluate
     from detector.evaluation.incidents import load_labels
-    from detector.evaluation.nab import nab_score_decisions
-    from detector.io.series import Columns, read_series
 
     labels = load_labels(labels_path)
-    pred = _read_predictions(predictions)
+    pred = load_scores(predictions)
     if metrics_path:
-        span = read_series(metrics_path, Columns())[["timestamp", "series"]]
-        span["timestamp"] = pd.to_datetime(span["timestamp"], utc=True)
-        pred = span.merge(pred, on=["timestamp", "series"], how="left")
-        pred["is_anomaly"] = pred["is_anomaly"].fillna(False).astype(bool)
-    elif len(pred) and pred["is_anomaly"].all():
+        pred = on_scored_span(pred, load_series(metrics_path))
+    elif anomalous_rows_only(pred):
         click.echo(
             "Warning: PREDICTIONS holds anomalous rows only, so false alerts per series-week "
             "and the NAB score lack the quiet rows; pass --metrics metrics.csv or use scores.csv.",
@@ -188,55 +184,7 @@ def evaluate(
         )
     report = run_evaluate(pred, labels, grace=grace, start=start)
     click.echo(report.summary())
-    by_series: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]] = {}
-    for inc in labels.incidents:
-        by_series.setdefault(inc.series, []).append((inc.start, inc.end))
-    nab_rows = pred if start is None else pred[pred["timestamp"] >= to_utc(start, what="--start")]
-    frames = {
-        s: g[["timestamp", "is_anomaly"]].reset_index(drop=True)
-        for s, g in nab_rows.groupby("series", sort=True)
-    }
-    nab = nab_score_decisions(frames, {s: by_series.get(s, []) for s in frames})
-    click.echo(f"NAB score (standard profile, incident windows): {nab.score:.1f}")
-
-
-def _read_predictions(path: str) -> Any:
-    """Scored output (CSV, CSV.gz or Parquet) with at least timestamp, series, is_anomaly."""
-    import pandas as pd
-
-    if not Path(path).is_file():
-        raise InputError("file not found", source=path)
-    try:
-        if path.lower().endswith((".parquet", ".pq")):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, low_memory=False)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read predictions: {exc}", source=path) from exc
-    for col in ("timestamp", "series", "is_anomaly"):
-        if col not in frame.columns:
-            raise InputError(
-                f"no {col!r} column; pass scored output (detector score, backtest's scores.csv "
-                f"or anomalies.csv); the file has {list(frame.columns)}",
-                source=path,
-            )
-    flags = frame["is_anomaly"]
-    if flags.dtype != bool:
-        text = flags.astype(str).str.strip().str.lower()
-        bad = ~text.isin(["true", "false", "1", "0"])
-        if bad.any():
-            row = int(bad.to_numpy().argmax())
-            raise InputError(
-                f"is_anomaly must be true/false, got {flags.iloc[row]!r}",
-                source=path, line=row + 2, column="is_anomaly",
-            )  # fmt: skip
-        frame["is_anomaly"] = text.isin(["true", "1"])
-    try:
-        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"unparsable timestamp: {exc}", source=path, column="timestamp") from exc
-    frame["series"] = frame["series"].astype(str)
-    return frame
+    click.echo(nab_line(incident_nab(pred, labels, start)))
 
 
 @main.command()

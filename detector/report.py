@@ -11,7 +11,8 @@ Why it is built this way:
   to SVG on its own, so the report neither selects a backend nor registers figures in pyplot's
   global list: importing or calling this module in a notebook or a server leaves the user's
   matplotlib setup as it was, and figures are freed as soon as their SVG is written.
-  matplotlib is imported only when a plot is drawn, so loading the CLI stays fast. Each figure
+  matplotlib is imported only when a plot is drawn, so loading the CLI stays fast. The drawing
+  is :mod:`detector.plotting`'s, the same as :func:`detector.plot` in a notebook. Each figure
   gets its own fixed ``svg.hashsalt``: ids stay unique across the SVGs of one page, and the same
   input gives the same file byte for byte.
 - **Zoomed plots.** A three-week series at 5-minute buckets squeezes an hour-long incident into
@@ -52,18 +53,14 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from detector.errors import ConfigError, InputError
+from detector.errors import ConfigError
 from detector.evaluation.incidents import Alert, EvaluationReport, Labels, evaluate
+from detector.plotting import KIND_COLOURS, prepare_scores, stacked_figure
 from detector.scoring.reasons import duration
-from detector.types import OUTPUT_COLUMNS
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
 
 __all__ = ["write_report"]
 
@@ -75,21 +72,8 @@ ZOOM_AFTER = pd.Timedelta("1D")
 SHORT_SERIES = pd.Timedelta("4D")
 #: At most this many stretches of alerts (panels) per plot; the highest-scoring ones are shown.
 MAX_PANELS = 3
-#: The expected range is drawn with at most about this many points (an envelope, see below).
-MAX_BAND_POINTS = 1000
 #: Alerts listed under one plot, and false alerts listed in the evaluation (highest score first).
 MAX_LISTED = 100
-
-#: Marker colour per anomaly kind (also used for the kind badges in the tables).
-KIND_COLOURS: Mapping[str, str] = {
-    "spike": "#d62728",
-    "dip": "#ff7f0e",
-    "level_shift": "#9467bd",
-    "stale": "#8c564b",
-    "variance": "#e377c2",
-    "missing": "#7f7f7f",
-    "": "#000000",
-}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:2em auto;
@@ -127,7 +111,7 @@ def write_report(
             f"The 'max_plots' parameter of write_report must be an int >= 0. "
             f"Got {max_plots!r} instead."
         )
-    frame = _prepare(scores)
+    frame = prepare_scores(scores)
     stats, alerts = _series_stats(frame)
     body = [f"<h1>{_e(title)}</h1>", _summary_html(summary, frame, stats, len(alerts))]
     body.append(_series_table_html(stats, max_plots))
@@ -147,33 +131,6 @@ def write_report(
 # --------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------
-
-
-def _prepare(scores: pd.DataFrame) -> pd.DataFrame:
-    """The columns the report needs, typed and sorted by (series, timestamp)."""
-    missing = [c for c in OUTPUT_COLUMNS if c not in scores.columns]
-    if missing:
-        raise InputError(
-            f"the scored table lacks columns {missing}; it has {list(map(str, scores.columns))}"
-        )
-    try:
-        ts = pd.to_datetime(scores["timestamp"], utc=True)
-        flag = scores["is_anomaly"].astype("boolean").fillna(False).astype(bool)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"cannot read the scored table: {exc}") from exc
-    frame = pd.DataFrame(
-        {
-            # .to_numpy() of tz-aware stamps would give slow Timestamp objects.
-            "timestamp": ts.reset_index(drop=True),
-            "series": scores["series"].astype(str).to_numpy(),
-            "is_anomaly": flag.to_numpy(),
-            "kind": scores["kind"].astype(object).fillna("").astype(str).to_numpy(),
-            "reason": scores["reason"].astype(object).fillna("").astype(str).to_numpy(),
-        }
-    )
-    for col in ("value", "expected", "lower", "upper", "score"):
-        frame[col] = pd.to_numeric(scores[col], errors="coerce").to_numpy(dtype=float)
-    return frame.sort_values(["series", "timestamp"], kind="stable", ignore_index=True)
 
 
 @dataclass(frozen=True)
@@ -521,40 +478,16 @@ def _zoom(
 
 
 def _plot_svg(panels: list[pd.DataFrame], *, salt: str) -> str:
-    """Stacked panels of one series as an inline ``<svg>`` element (no prolog, no metadata)."""
+    """Stacked panels of one series as an inline ``<svg>`` element (no prolog, no metadata).
+
+    The figure is :func:`detector.plotting.stacked_figure`, the one notebooks get from
+    :func:`detector.plot`; the rc settings make its text real SVG text and its ids unique.
+    """
     from matplotlib import rc_context
-    from matplotlib.figure import Figure
 
     rc = {"svg.fonttype": "none", "svg.hashsalt": salt, "font.size": 9}
-    top, bottom, per_panel = 0.35, 0.45, 2.3  # inches
-    height = top + bottom + per_panel * len(panels)
     with rc_context(rc):
-        # Fixed margins instead of a layout engine: constrained layout doubled the drawing time.
-        fig = Figure(figsize=(10, height))
-        axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
-        fig.subplots_adjust(
-            left=0.07,
-            right=0.99,
-            top=1 - top / height,
-            bottom=bottom / height,
-            hspace=0.55 / per_panel,
-        )
-        for ax, part in zip(axes, panels, strict=True):
-            _draw(ax, part)
-        axes[-1].set_xlabel("time (UTC)")
-        handles: dict[str, object] = {}
-        for ax in axes:
-            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-                handles.setdefault(label, handle)
-        fig.legend(
-            list(handles.values()),
-            list(handles),
-            loc="upper left",
-            ncols=len(handles),
-            bbox_to_anchor=(0.07, 1.0),
-            frameon=False,
-            fontsize=8,
-        )
+        fig = stacked_figure(panels)
         buf = io.StringIO()
         fig.savefig(
             buf,
@@ -563,95 +496,6 @@ def _plot_svg(panels: list[pd.DataFrame], *, salt: str) -> str:
         )
     svg = buf.getvalue()
     return svg[svg.index("<svg") :].strip()
-
-
-def _draw(ax: Axes, part: pd.DataFrame) -> None:
-    import matplotlib.dates as mdates
-
-    ts = part["timestamp"].dt.tz_convert(None).to_numpy()  # naive UTC: matplotlib's default
-    value, expected = part["value"].to_numpy(), part["expected"].to_numpy()
-    lower, upper = part["lower"].to_numpy(), part["upper"].to_numpy()
-    ax.fill_between(
-        *_envelope(ts, lower, upper),
-        color="#9ecae1",
-        alpha=0.5,
-        linewidth=0,
-        label="expected range",
-    )
-    ax.plot(ts, expected, color="#3182bd", linewidth=0.9, linestyle="--", label="expected")
-    ax.plot(ts, value, color="#333333", linewidth=0.9, label="value")
-    _shade_missing(ax, ts, part["kind"].to_numpy() == "missing")
-    flag, kinds = part["is_anomaly"].to_numpy(), part["kind"].to_numpy()
-    for kind, colour in KIND_COLOURS.items():
-        mark = flag & (kinds == kind) & np.isfinite(value)
-        if mark.any():
-            ax.scatter(ts[mark], value[mark], s=14, color=colour, zorder=3, label=kind or "anomaly")
-    _set_ylim(ax, value, lower, upper)
-    ax.set_xlim(ts[0], ts[-1])
-    locator = mdates.AutoDateLocator(tz=mdates.UTC)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=mdates.UTC))
-    ax.grid(True, color="#eeeeee", linewidth=0.6)
-
-
-def _envelope(
-    ts: np.ndarray, lower: np.ndarray, upper: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The band with at most about ``MAX_BAND_POINTS`` points: min/max per block of rows.
-
-    A polygon is not simplified by matplotlib the way a line is, and a band of thousands of
-    points would be most of the SVG's size while the plot cannot show more than its pixels.
-    The envelope keeps every excursion visible.
-    """
-    step = -(-ts.size // MAX_BAND_POINTS)
-    if step <= 1:
-        return ts, lower, upper
-    starts = np.arange(0, ts.size, step)
-    # fmin/fmax skip NaN without the all-NaN warning of nanmin/nanmax.
-    return ts[starts], np.fmin.reduceat(lower, starts), np.fmax.reduceat(upper, starts)
-
-
-def _shade_missing(ax: Axes, ts: np.ndarray, missing: np.ndarray) -> None:
-    """Grey spans over runs of missing buckets (one artist, however many runs)."""
-    if not missing.any():
-        return
-    import matplotlib.dates as mdates
-
-    x = mdates.date2num(ts)
-    step = float(np.median(np.diff(x))) if x.size > 1 else 1 / 288
-    edges = np.diff(np.r_[0, missing.astype(np.int8), 0])
-    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-    spans = [(x[a] - step / 2, x[b] - x[a] + step) for a, b in zip(starts, stops, strict=True)]
-    ax.broken_barh(
-        spans,
-        (0, 1),
-        transform=ax.get_xaxis_transform(),
-        color="#bdbdbd",
-        alpha=0.6,
-        linewidth=0,
-        label="missing data",
-    )
-
-
-def _set_ylim(ax: Axes, value: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
-    """Fit the values; let the band widen the view only up to its typical extent.
-
-    A few buckets with a huge upper bound (just after a refit, say) would otherwise squash
-    the line into the bottom of the plot.
-    """
-    lows, highs = [], []
-    if np.isfinite(value).any():
-        lows.append(np.nanmin(value))
-        highs.append(np.nanmax(value))
-    if np.isfinite(lower).any():
-        lows.append(np.nanpercentile(lower, 1))
-    if np.isfinite(upper).any():
-        highs.append(np.nanpercentile(upper, 99))
-    if not lows or not highs:
-        return
-    lo, hi = float(min(lows)), float(max(highs))
-    pad = (hi - lo) * 0.05 or max(abs(hi) * 0.05, 1.0)
-    ax.set_ylim(lo - pad, hi + pad)
 
 
 # --------------------------------------------------------------------------------------------
