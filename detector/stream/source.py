@@ -115,6 +115,13 @@ class KafkaPythonSource:
             reconnect_backoff_max_ms=5_000,
             fetch_max_wait_ms=200,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # kafka-python 3 waits up to 30 s for a first broker before raising; the runner
+            # retries with backoff itself (and honours --max-idle), so fail fast here.
+            **(
+                {"bootstrap_timeout_ms": 5_000}
+                if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG
+                else {}
+            ),
             **dict(config or {}),
         )
         source = self
