@@ -404,6 +404,9 @@ class StreamRunner:
 
     def _aggregate(self, batch: Batch) -> list[Point]:
         rejected = self._fold(batch)
+        # Headers were read for the exemplars; holding the client's record objects until the
+        # commit (for a replay) would keep hundreds of thousands of them alive for the GC.
+        batch.headers = None
         self._replay.append(batch)  # until committed: another consumer may commit first
         self.stats.records += len(batch)
         self.stats.batches += 1
