@@ -140,8 +140,11 @@ class AlertState:
                 rows,
             )
 
-    def alerts(self, *, state: str | None = None, at: pd.Timestamp | None = None) -> list[AlertRow]:
-        """Alert episodes, newest first; ``state`` firing, resolved, acked or silenced."""
+    def alerts(
+        self, *, state: str | None = None, at: pd.Timestamp | None = None, labelled: bool = False
+    ) -> list[AlertRow]:
+        """Alert episodes, newest first; ``state`` firing, resolved, acked or silenced;
+        ``labelled``: only those a person labelled (``detector alerts label``)."""
         at = at or pd.Timestamp.now(tz="UTC")
         sql = """SELECT pipeline, id, labels, annotations, starts_us, ends_us, acked_by,
             ack_until_us, ack_comment, feedback FROM detector_alerts WHERE """
@@ -150,6 +153,8 @@ class AlertState:
             sql += " AND ends_us IS NULL"
         elif state == "resolved":
             sql += " AND ends_us IS NOT NULL"
+        if labelled:
+            sql += " AND feedback IS NOT NULL"
         with self.store.transaction(write=False) as cur:
             rows = cur.execute(sql + " ORDER BY starts_us DESC, id", params).fetchall()
         out = [

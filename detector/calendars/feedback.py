@@ -94,9 +94,9 @@ def load_feedback(store: Any, pipeline: str) -> Calendar:
     if isinstance(store, str):
         opened = open_store(store)
         try:
-            rows = AlertState(opened, pipeline).alerts()
+            rows = AlertState(opened, pipeline).alerts(labelled=True)
         finally:
             opened.close()
     else:
-        rows = AlertState(store, pipeline).alerts()
+        rows = AlertState(store, pipeline).alerts(labelled=True)
     return feedback_calendar(r for r in rows if r.feedback in FEEDBACK_THAT_TEACHES)

@@ -187,6 +187,22 @@ def mask_password(url: str) -> str:
 # Written with "?" placeholders and {type} names; a backend substitutes its own. Upserts use
 # INSERT ... ON CONFLICT ... DO UPDATE, which SQLite (3.24+) and PostgreSQL spell the same way.
 
+#: Scored rows: the anomalies kept, and the verdicts a repair changed (``<table>``).
+_ANOMALY_TABLE = """CREATE TABLE IF NOT EXISTS <table> (
+        pipeline TEXT NOT NULL,
+        series TEXT NOT NULL,
+        ts_us {bigint} NOT NULL,
+        metric TEXT NOT NULL,
+        value {float},
+        expected {float},
+        lower {float},
+        upper {float},
+        score {float},
+        is_anomaly {bool} NOT NULL,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (pipeline, series, ts_us))"""
+
 _DDL = (
     """CREATE TABLE IF NOT EXISTS detector_offsets (
         pipeline TEXT NOT NULL,
@@ -210,36 +226,10 @@ _DDL = (
         missing {bool} NOT NULL,
         PRIMARY KEY (pipeline, metric, series, start))""",
     "CREATE INDEX IF NOT EXISTS detector_points_time ON detector_points (pipeline, start)",
-    """CREATE TABLE IF NOT EXISTS detector_anomalies (
-        pipeline TEXT NOT NULL,
-        series TEXT NOT NULL,
-        ts_us {bigint} NOT NULL,
-        metric TEXT NOT NULL,
-        value {float},
-        expected {float},
-        lower {float},
-        upper {float},
-        score {float},
-        is_anomaly {bool} NOT NULL,
-        kind TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        PRIMARY KEY (pipeline, series, ts_us))""",
+    _ANOMALY_TABLE.replace("<table>", "detector_anomalies"),
     # Verdicts that `detector repair` changed, for a running `detector run` to correct its
-    # alerts with (it deletes them in the commit that applies them).
-    """CREATE TABLE IF NOT EXISTS detector_rescored (
-        pipeline TEXT NOT NULL,
-        series TEXT NOT NULL,
-        ts_us {bigint} NOT NULL,
-        metric TEXT NOT NULL,
-        value {float},
-        expected {float},
-        lower {float},
-        upper {float},
-        score {float},
-        is_anomaly {bool} NOT NULL,
-        kind TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        PRIMARY KEY (pipeline, series, ts_us))""",
+    # alerts with (it deletes them in the commit that applies them): the same columns.
+    _ANOMALY_TABLE.replace("<table>", "detector_rescored"),
     "CREATE INDEX IF NOT EXISTS detector_anomalies_time ON detector_anomalies (pipeline, ts_us)",
     # Several consumers of one group share the state: each commit checks and bumps its version.
     """CREATE TABLE IF NOT EXISTS detector_state_version (

@@ -22,10 +22,9 @@ import pytest
 from detector.alerting.state import AlertState
 from detector.emit import Emitter
 from detector.logs import setup_logging
-from detector.pipeline.config import parse_pipeline
 from detector.store import open_store
-from detector.stream.runner import StreamRunner
 from tests.alerting.test_delivery import Hook, wait_for
+from tests.stream.hooked import stream_runner, with_webhook
 from tests.stream.shop import PIPELINE, shop_events
 
 
@@ -63,21 +62,10 @@ def test_an_alert_names_an_event_of_its_window_and_that_events_trace(
                                 trace_id=trace_of(e["event_id"]), **attrs)  # fmt: skip
         assert emitter.flush(60)
     hook = Hook()
-    text = (
-        PIPELINE
-        + f"""
-alerting:
-  receivers: [{{name: hook, webhook: {{url: "{hook.url}"}}}}]
-  route: {{receiver: hook, group_by: ['...'], group_wait: 0s, group_interval: 1s}}
-"""
-    )
+    text = with_webhook(PIPELINE, hook.url)
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     try:
-        runner = StreamRunner(
-            parse_pipeline(text), store, topic=topic, group="trace",
-            bootstrap_servers=kafka_broker.bootstrap, session_timeout_ms=6000,
-            idle_close=3600, score_every=0.5,
-        )  # fmt: skip
+        runner = stream_runner(text, store, kafka_broker, topic, "trace")
         runner.run(threading.Event(), max_idle=4)
         state = AlertState(store, "streamshop")
         wait_for(lambda: set(state.outbox_counts()) <= {"delivered"} and hook.bodies)

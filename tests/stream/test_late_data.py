@@ -15,10 +15,9 @@ import threading
 import numpy as np
 
 from detector.alerting.state import AlertState
-from detector.pipeline.config import parse_pipeline
 from detector.store import open_store
-from detector.stream.runner import StreamRunner
 from tests.alerting.test_delivery import Hook, wait_for
+from tests.stream.hooked import received, stream_runner, with_webhook
 from tests.stream.shop import START, iso
 from tests.stream.test_stopped_source import produce_keyed
 
@@ -62,33 +61,17 @@ def events(seed: int = 3) -> tuple[list[dict], list[dict]]:
 def test_late_events_that_fill_a_paged_drop_send_a_resolved_notice(kafka_broker, topic, tmp_path):
     sent, held = events()
     hook = Hook()
-    text = (
-        PIPELINE
-        + f"""
-alerting:
-  receivers: [{{name: hook, webhook: {{url: "{hook.url}"}}}}]
-  route: {{receiver: hook, group_by: ['...'], group_wait: 0s, group_interval: 1s}}
-"""
-    )
+    text = with_webhook(PIPELINE, hook.url)
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     stop = threading.Event()
-    runner = StreamRunner(
-        parse_pipeline(text), store, topic=topic, group="late",
-        bootstrap_servers=kafka_broker.bootstrap, session_timeout_ms=6000,
-        idle_close=1, score_every=0.5,
-    )  # fmt: skip
+    runner = stream_runner(text, store, kafka_broker, topic, "late", idle_close=1)
     thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
     try:
         produce_keyed(kafka_broker.bootstrap, topic, sent)
         thread.start()
 
         def de(status: str) -> list[dict]:
-            return [
-                a
-                for body in hook.bodies
-                for a in body["alerts"]
-                if a["labels"].get("series") == "orders{market=DE}" and a["status"] == status
-            ]
+            return received(hook, status, series="orders{market=DE}")
 
         # The idle timeout closes the last window with DE at zero: a drop is paged.
         wait_for(lambda: de("firing"), timeout=180)

@@ -17,10 +17,9 @@ from click.testing import CliRunner
 
 from detector.alerting.state import AlertState
 from detector.cli import main
-from detector.pipeline.config import parse_pipeline
 from detector.store import open_store
-from detector.stream.runner import StreamRunner
 from tests.alerting.test_delivery import Hook, wait_for
+from tests.stream.hooked import received, stream_runner, with_webhook
 from tests.stream.shop import PIPELINE, shop_events
 from tests.stream.test_stopped_source import produce_keyed
 
@@ -33,33 +32,17 @@ def test_a_repair_that_fills_a_paged_drop_resolves_it(kafka_broker, topic, tmp_p
     assert len(lost) > 100
     sent = [e for e in events if e not in lost]
     hook = Hook()
-    text = (
-        PIPELINE
-        + f"""
-alerting:
-  receivers: [{{name: hook, webhook: {{url: "{hook.url}"}}}}]
-  route: {{receiver: hook, group_by: ['...'], group_wait: 0s, group_interval: 1s}}
-"""
-    )
+    text = with_webhook(PIPELINE, hook.url)
     (tmp_path / "p.yaml").write_text(text)
     (tmp_path / "all.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
     url = f"sqlite:///{tmp_path / 'store.db'}"
     store = open_store(url)
     stop = threading.Event()
-    runner = StreamRunner(
-        parse_pipeline(text), store, topic=topic, group="rep",
-        bootstrap_servers=kafka_broker.bootstrap, session_timeout_ms=6000,
-        idle_close=3600, score_every=0.5,
-    )  # fmt: skip
+    runner = stream_runner(text, store, kafka_broker, topic, "rep")
     thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
 
     def de(status: str) -> list[dict]:
-        return [
-            a
-            for body in hook.bodies
-            for a in body["alerts"]
-            if a["labels"].get("market") == "DE" and a["status"] == status
-        ]
+        return received(hook, status, market="DE")
 
     try:
         produce_keyed(kafka_broker.bootstrap, topic, sent)
