@@ -235,7 +235,8 @@ def run(
     click.echo(
         f"{stats.records:,} records, {stats.rejected:,} rejected ({stats.dead_letters:,} to "
         f"{runner.topic}.dlq), {stats.points:,} points, {stats.anomalies:,} anomalies, "
-        f"{stats.commits:,} commits",
+        f"{stats.commits:,} commits; {stats.forwarded:,} forwarded to the group's merger, "
+        f"{stats.merged:,} merged from other instances",
         err=True,
     )
 
@@ -283,7 +284,13 @@ def _ops_server(
             assignment_check(assigned),
             store_check(store),
             lag_check(metrics.lag_total, max_lag),
-            recent_window_check(metrics.last_window_closed, window_age),
+            # a member closes no window itself: the group's merger says when it last did
+            recent_window_check(
+                lambda: (
+                    metrics.last_window_closed() if runner.merging else runner.group_last_closed()
+                ),
+                window_age,
+            ),
         ],
     )
     server.start()

@@ -200,6 +200,10 @@ class WindowAggregator:
         self._part_max: dict[int, float] = {}  # per partition, the newest event time
         self._expected: set[int] = set()  # partitions assigned to this consumer
         self._idle: set[int] = set()  # ... read to their end and quiet
+        #: Idle partitions known only from another instance's word, and since when (wall
+        #: clock): see idle_partitions. ``_now``: the wall clock as last told (tick).
+        self._idle_since: dict[int, float] = {}
+        self._now = 0.0
         # (app, start, end) -> silent, within one close (metrics of one app share windows)
         self._silent_cache: dict[tuple[str, int, int], bool] = {}
         #: (app, start, end, silent) of every window closed, for whoever watches the apps
@@ -337,6 +341,7 @@ class WindowAggregator:
             if len(running) and running[-1] > -math.inf:
                 self._part_max[p] = max(self._part_max.get(p, -math.inf), float(running[-1]))
                 self._idle.discard(p)
+                self._idle_since.pop(p, None)
         # Never below the watermark that windows were closed and dropped at: an event for a
         # dropped window is late, whatever its partition's own progress.
         watermark = np.maximum(newest - self.lateness, self.watermark)
@@ -669,8 +674,14 @@ class WindowAggregator:
         from (idle ones aside); it never goes back."""
         if self._expected - self._part_max.keys() - self._idle:
             return  # an assigned partition has said nothing yet: it may hold older events
-        active = [m for p, m in self._part_max.items() if p not in self._idle]
+        idle, since = self._idle, self._idle_since
+        active = [m for p, m in self._part_max.items() if p not in idle]
         if active:
+            # An idle partition known from another instance's word may have spoken since:
+            # it holds the watermark at its newest event plus the wall-clock time since it
+            # went quiet, as stream time would have moved on (idle_partitions).
+            active += [m + max(0.0, self._now - since[p])
+                       for p, m in self._part_max.items() if p in idle and p in since]  # fmt: skip
             self.watermark = max(self.watermark, min(active) - self.lateness)
         elif self._part_max:  # every partition read to its end: nothing older is on its way
             self.watermark = max(self.watermark, max(self._part_max.values()) - self.lateness)
@@ -679,10 +690,37 @@ class WindowAggregator:
         """Partitions this consumer now reads: windows wait for each one's first events."""
         self._expected.update(partitions)
 
-    def idle_partitions(self, partitions: Iterable[int]) -> None:
-        """Partitions read to their end and quiet: stop waiting for them (until they speak)."""
-        self._idle.update(partitions)
+    def idle_partitions(self, partitions: Iterable[int], *, since: float | None = None) -> None:
+        """Partitions read to their end and quiet: stop waiting for them (until they speak).
+
+        ``since`` (wall clock): the word comes from another instance, which read them
+        (:mod:`detector.stream.sharing`); their next events may already be on their way
+        while this consumer reads others' at full speed. Until such a partition speaks, it
+        lets the watermark run ahead of its newest event only as fast as the wall clock
+        (:meth:`tick`), unless every partition is idle: so a backlog flushed into every
+        partition at once is not judged late on the partitions forwarded last.
+        """
+        for p in partitions:
+            self._idle.add(p)
+            if since is None:
+                self._idle_since.pop(p, None)
+            else:
+                self._idle_since.setdefault(p, since)
         self._advance_watermark()
+
+    def doubt_idle(self, now: float) -> None:
+        """After a restore: the partitions idle in the snapshot may have spoken since; they
+        hold the watermark as if idle on another's word from ``now`` (idle_partitions) until
+        they speak or are found idle again."""
+        self._now = now
+        self._idle_since = dict.fromkeys(self._idle, now)
+        self._advance_watermark()
+
+    def tick(self, now: float) -> None:
+        """The wall clock moved on (for the partitions idle on another's word)."""
+        self._now = now
+        if self._idle_since:
+            self._advance_watermark()
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         """Stop waiting for partitions this consumer no longer reads (after a rebalance)."""
@@ -690,6 +728,7 @@ class WindowAggregator:
             self._part_max.pop(p, None)
             self._expected.discard(p)
             self._idle.discard(p)
+            self._idle_since.pop(p, None)
         self._advance_watermark()
 
     # ----------------------------------------------------------------------------------------
@@ -700,7 +739,7 @@ class WindowAggregator:
                   "last_change")  # fmt: skip
     _STATE = ("counters", "rejected_by_reason", "max_ts", "min_ts", "watermark", "_seen",
               "_activity", "_first_seen", "_type_sources", "_part_max",
-              "_expected", "_idle")  # fmt: skip
+              "_expected", "_idle", "_idle_since")  # fmt: skip
 
     def snapshot(self) -> bytes:
         """Everything that later events depend on, as bytes for the store (see :meth:`restore`).

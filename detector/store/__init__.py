@@ -15,11 +15,15 @@ from urllib.parse import urlsplit
 
 from detector.errors import ConfigError
 from detector.store.base import Snapshot, SqlStore, StateConflict, Store, mask_password
+from detector.store.forwarding import Forwarded, Lease, PartitionMoved
 from detector.store.postgres import PostgresStore
 from detector.store.sqlite import SqliteStore
 
 __all__ = [
     "BACKENDS",
+    "Forwarded",
+    "Lease",
+    "PartitionMoved",
     "PostgresStore",
     "Snapshot",
     "SqliteStore",

@@ -44,6 +44,8 @@ import numpy as np
 import pandas as pd
 
 from detector.aggregation.windows import Point
+from detector.store.forwarding import DDL as _FORWARDING_DDL
+from detector.store.forwarding import ForwardingMixin
 from detector.types import OUTPUT_COLUMNS
 
 __all__ = [
@@ -118,6 +120,8 @@ class Store(Protocol):
         anomalies: pd.DataFrame | None = None,
         also: Callable[[Cursor], None] | None = None,
         expect_version: int | None = None,
+        expect_offsets: Mapping[tuple[str, int], int | None] | None = None,
+        taken: Sequence[tuple[str, int, int, int]] = (),
     ) -> int:
         """Write everything in one transaction: all of it or, if anything fails, nothing.
 
@@ -284,6 +288,7 @@ _DDL = (
         last_error TEXT,
         PRIMARY KEY (pipeline, key))""",
     "CREATE INDEX IF NOT EXISTS detector_outbox_due ON detector_outbox (pipeline, state, next_us)",
+    *_FORWARDING_DDL,
 )
 
 _UPSERT_OFFSET = """INSERT INTO detector_offsets
@@ -322,7 +327,7 @@ _SELECT_ANOMALIES = """SELECT ts_us, series, value, expected, lower, upper, scor
     kind, reason, metric FROM detector_anomalies WHERE pipeline = ?"""
 
 
-class SqlStore(ABC):
+class SqlStore(ForwardingMixin, ABC):
     """The :class:`Store` over a DB-API connection; a backend fills in the dialect.
 
     A subclass sets ``schemes``, ``types`` (the SQL type of ``bigint``, ``blob``, ``float``
@@ -401,6 +406,8 @@ class SqlStore(ABC):
         anomalies: pd.DataFrame | None = None,
         also: Callable[[Cursor], None] | None = None,
         expect_version: int | None = None,
+        expect_offsets: Mapping[tuple[str, int], int | None] | None = None,
+        taken: Sequence[tuple[str, int, int, int]] = (),
     ) -> int:
         """Upsert offsets, state, points and anomalies in ONE transaction.
 
@@ -413,12 +420,22 @@ class SqlStore(ABC):
         If another consumer of the group committed since, nothing is written and
         :class:`StateConflict` is raised; the caller reloads and applies its records again.
         Returns the new version.
+
+        ``expect_offsets``: each partition's offset as this consumer last saw it; a partition
+        that moved on meanwhile raises :class:`~detector.store.forwarding.PartitionMoved`
+        and nothing is written. ``taken``: forwarded rows (``Forwarded.key``) folded into
+        ``state``, deleted in the same transaction (see :mod:`detector.store.forwarding`).
         """
         if state is not None and not isinstance(state, bytes | bytearray | memoryview):
             raise TypeError(f"state must be bytes or None, not {type(state).__name__}")
         with self._lock, self._transaction(write=True) as cur:
             version = self._check_version(cur, pipeline, group, expect_version)
-            self._write_offsets(cur, pipeline, group, offsets)
+            if expect_offsets is None:
+                self._write_offsets(cur, pipeline, group, offsets)
+            else:
+                self._move_offsets(cur, pipeline, group, offsets, expect_offsets)
+            if taken:
+                self._drop_forwarded(cur, pipeline, group, taken)
             if state is not None:
                 cur.execute(self._sql(_UPSERT_STATE), (pipeline, group, bytes(state)))
             self._write_points(cur, pipeline, points)

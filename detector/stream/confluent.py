@@ -161,5 +161,10 @@ class ConfluentSource:
         low = self._marks(tp)[0]  # nothing consumed yet: at the beginning
         return None if low < 0 else int(low)
 
+    def partitions(self) -> set[int]:
+        """Every partition of the topic (from the broker's metadata)."""
+        meta = self.consumer.list_topics(self.topic, timeout=10)
+        return set(meta.topics[self.topic].partitions)
+
     def close(self) -> None:
         self.consumer.close()

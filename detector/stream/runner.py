@@ -46,7 +46,8 @@ from detector.errors import DetectorError
 from detector.events.schema import Undecodable
 from detector.logs import correlation
 from detector.pipeline.config import Pipeline
-from detector.store import StateConflict, Store
+from detector.store import PartitionMoved, StateConflict, Store
+from detector.stream.sharing import SharingMixin, without_partitions
 from detector.stream.source import Batch, Source, TopicPartition
 
 __all__ = ["RunStats", "StreamRunner"]
@@ -74,7 +75,10 @@ class RunStats:
     notifications: int = 0  # written to the outbox
     reloads: int = 0  # pipeline reloads applied (SIGHUP)
     reloads_refused: int = 0  # invalid files, or changes that need a restart
-    rebases: int = 0  # commits retried on a state another consumer of the group moved on
+    rebases: int = 0  # commits retried after a partition moved to another instance
+    forwarded: int = 0  # records read as a member and forwarded to the merger
+    merged: int = 0  # records other instances forwarded, folded in as the merger
+    role_changes: int = 0  # became the merger, or stopped being it
     commits: int = 0
     scorings: int = 0
     errors: int = 0
@@ -83,8 +87,13 @@ class RunStats:
     score_latency: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
-class StreamRunner:
-    """Consumes ``topic`` in consumer group ``group`` and keeps the results in ``store``."""
+class StreamRunner(SharingMixin):
+    """Consumes ``topic`` in consumer group ``group`` and keeps the results in ``store``.
+
+    Several instances of one group share the work (:mod:`detector.stream.sharing`): the one
+    holding the group's lease merges (aggregates, scores, routes), the others forward what
+    they read to it through the store.
+    """
 
     def __init__(
         self,
@@ -109,6 +118,7 @@ class StreamRunner:
         alerting: bool = True,
         wall: Callable[[], pd.Timestamp] | None = None,
         metrics: Any = None,
+        lease_ttl: float | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -171,6 +181,9 @@ class StreamRunner:
         #: A pipeline to switch to (set by :meth:`request_reload`, from SIGHUP), applied
         #: between batches by the consumer's own thread.
         self._reload: Callable[[], Pipeline] | None = None
+        # The merger lease lasts a session timeout: a dead merger is replaced about when
+        # the group hands its partitions on.
+        self._init_sharing(lease_ttl or max(2.0, session_timeout_ms / 1000))
         if alerting:
             from detector.alerting.router import Router
             from detector.alerting.state import AlertState
@@ -185,12 +198,20 @@ class StreamRunner:
         """Consume until ``stop`` is set (SIGTERM/SIGINT in the CLI), or until no record has
         come for ``max_idle`` seconds; then commit, leave the group and return."""
         stop = self._stop = stop or threading.Event()
-        self._load()
+        lease = self._ask_lease()  # the first instance of a group merges from the start
+        self.merging = lease is not None and lease.held
+        if self.merging:
+            log.info("%s merges for %s/%s", self.instance, self.pipeline.name, self.group)
+            self._load()
         self._start_sender()
         self._source = self._open_source(stop, max_idle)
         if self._source is None:  # stopped while waiting for the broker
             self._stop_sender()
+            self._stop_keeper()
             return self.stats
+        if self.merging:
+            self._expect_all()
+        self._start_keeper()
         last_record = last_score = last_commit = self.clock()
         # a join takes up to about the session timeout; past that, no partitions is idleness
         join_by = last_record + 2 * self.session_timeout_ms / 1000 + 5
@@ -212,23 +233,46 @@ class StreamRunner:
                 backoff = 0.5
                 now = self.clock()
                 self.last_loop = self.last_poll_ok = now
-                points: list[Point] = []
-                self._dirty |= bool(len(records))
-                if not len(records) and not self._source.assignment() and now < join_by:
-                    last_record = now  # waiting for a group join is not being idle
-                elif len(records):
+                self._mind_role()
+                full = len(records) >= self.max_records
+                # (waiting for a group join is not being idle)
+                if len(records) or (not self._source.assignment() and now < join_by):
                     last_record = now
-                    points = self._aggregate(records)
-                elif now - last_record >= self.idle_close and self.agg.max_ts > -float("inf"):
+                if not self.merging:  # a member: forward what it reads to the merger
+                    self._member_step(records, now, caught_up=not full)
+                    idle = max_idle is not None and not records and now - last_record >= max_idle
+                    if idle and not len(self._outbound) and self.merger_alive():
+                        break  # (a dead merger's lease is taken over first)
+                    continue
+                if self._lost and len(records):
+                    records = without_partitions(
+                        records, {p for t, p in self._lost if t == self.topic}
+                    )
+                # Others' forwarded records first: a partition handed over to this instance
+                # has its earlier records there.
+                got, points, more = self._take_forwarded(now)
+                if got:
+                    last_record = now
+                self._dirty |= bool(len(records)) or bool(got)
+                if len(records):
+                    points += self._aggregate(records)
+                elif (
+                    not got
+                    and now - last_record >= self.idle_close
+                    and self.agg.max_ts > -float("inf")
+                ):
                     # Quiet: let stream time run on with the wall clock, so that a quiet
                     # market still shows its zero windows (re-emitted if a late event comes).
-                    points = self.agg.close(
+                    points += self.agg.close(
                         force_until=self.agg.max_ts + (now - last_record) - self.agg.lateness
                     )
-                full = len(records) >= self.max_records
-                if self._check_idle(now, 5.0 if full else 1.0):  # watermark moved: close
+                before = self.agg.watermark
+                self.agg.tick(time.time())
+                idle = self._check_idle(now, 5.0 if full else 1.0)
+                if idle or self.agg.watermark > before:  # the watermark moved: close
                     points += self.agg.close()
                 if points:
+                    self._closed_wall_us = int(time.time() * 1e6)
                     self._unscored = True
                     self._pending += points
                     if self._closed is not None:
@@ -252,7 +296,7 @@ class StreamRunner:
                 # up every commit_every seconds (re-applying a batch's points after a crash is
                 # harmless: they are upserts, recomputed from the same state).
                 anomalies = None
-                caught_up = len(records) < self.max_records
+                caught_up = not full and not more
                 if self._unscored and (caught_up or now - last_score >= self.score_every):
                     anomalies = self._score(self._pending)
                     last_score = now
@@ -265,12 +309,17 @@ class StreamRunner:
                     last_commit = now
                     if scored_now:
                         self.stats.score_latency.append(self.clock() - now)
-                if max_idle is not None and not records and now - last_record >= max_idle:
+                idle = max_idle is not None and not records and not got
+                if idle and now - last_record >= max_idle:
                     break
-            final = self._score(self._pending)
-            self._route()
-            self._commit(final)
+            if self.merging:
+                final = self._score(self._pending)
+                self._route()
+                self._commit(final)
+            else:
+                self._forward()
         finally:
+            self._stop_keeper()
             self._stop_sender()
             self._source.close()
             if self._producer is not None:
@@ -316,9 +365,12 @@ class StreamRunner:
         snap = self.store.load(self.pipeline.name, self.group)
         self.offsets = dict(snap.offsets)
         self.version = snap.version
+        for tp in self._held:
+            self._base[tp] = snap.offsets.get(tp)
         if snap.state is not None:
             state = pickle.loads(snap.state)  # our own store's bytes (see snapshot())
             self.agg.restore(state["aggregator"])
+            self.agg.doubt_idle(time.time())
             if self.router is not None and state.get("router") is not None:
                 self.router.restore(state["router"])
             self.scored_until = state["scored_until"]
@@ -344,20 +396,32 @@ class StreamRunner:
         )
 
     def _revoked(self, tps: set[TopicPartition]) -> None:
-        """Partitions go to another member: commit what they built, stop waiting for them."""
-        if self._dirty or self._pending:
-            try:
+        """Partitions go to another member: commit (or forward) what was read of them. The
+        merger's windows still wait for them: their records come forwarded from now on."""
+        try:
+            if self.merging and (self._dirty or self._pending):
                 self._commit()
-            except DetectorError as exc:  # stopping with a failing store: already reported
-                log.warning("%s", exc)
-        self.agg.forget_partitions(p for t, p in tps if t == self.topic)
+            elif not self.merging:
+                self._forward()
+        except DetectorError as exc:  # stopping with a failing store: already reported
+            log.warning("%s", exc)
         self._held -= tps
+        for tp in tps:
+            self._base.pop(tp, None)
         self._export_assignment()
 
     def _assigned(self, tps: set[TopicPartition]) -> None:
-        """Windows wait for each new partition's first events (it may hold older ones)."""
-        self.agg.expect_partitions(p for t, p in tps if t == self.topic)
+        """Windows wait for each partition's first events (it may hold older ones); the
+        records forwarded from a partition's last owner are folded before its own."""
         self._held |= tps
+        self._lost -= tps
+        self._quiet_marked -= tps
+        now = self.clock()
+        for tp in tps:  # (its records may be on their way: see _quiet_partitions)
+            self._heard[tp] = now
+        if self.merging:
+            self._expect_all()
+            self._fwd_force = True
         self._export_assignment()
 
     def _export_assignment(self) -> None:
@@ -371,17 +435,28 @@ class StreamRunner:
         if now - self._idle_checked < every or self._source is None:
             return False
         self._idle_checked = now
-        quiet = []
-        for tp in self._source.assignment():
-            if now - self._heard.get(tp, self._started) < self.idle_partition:
-                continue
-            high, pos = self._source.highwater(tp), self._source.position(tp)
-            if pos is not None and (high is None or pos >= high):
-                quiet.append(tp[1])
+        quiet = [tp[1] for tp in self._quiet_partitions(now)]
         before = self.agg.watermark
         if quiet:
             self.agg.idle_partitions(quiet)
         return self.agg.watermark > before
+
+    def _quiet_partitions(self, now: float) -> list[TopicPartition]:
+        """Held partitions read to their end and without a record for ``idle_partition``
+        seconds. A partition just assigned counts as heard at its assignment, and one with
+        no fetch answer yet (no high watermark) is not at its end unless that has lasted
+        10 s: its records may well be on their way."""
+        out = []
+        for tp in self._source.assignment() & self._held:
+            heard = self._heard.get(tp, self._started)
+            if now - heard < self.idle_partition:
+                continue
+            high, pos = self._source.highwater(tp), self._source.position(tp)
+            if high is None and now - heard < 10.0:
+                continue
+            if pos is not None and (high is None or pos >= high):
+                out.append(tp)
+        return out
 
     def _fold(self, batch: Batch) -> list[Rejected]:
         """Decode a batch into the aggregator and move the offsets past it."""
@@ -728,6 +803,7 @@ class StreamRunner:
         for tp, offset in stored.items():
             if tp not in self._held:
                 self.offsets[tp] = offset
+                self._base[tp] = offset
         return dict(self.offsets)
 
     def _own_offsets(self) -> dict[TopicPartition, int]:
@@ -735,25 +811,18 @@ class StreamRunner:
         of the group, who write their own)."""
         if self._source is None:
             return {}
-        held = self._source.assignment()
+        held = self._source.assignment() - self._lost
         return {tp: o for tp, o in self.offsets.items() if tp in held}
 
     def _rebase(self) -> None:
-        """Load the group's shared state and fold the uncommitted batches into it again."""
-        batches, self._replay = self._replay, []
-        held = self._source.assignment() if self._source is not None else set()
-        self.agg = WindowAggregator(self.pipeline)
-        self.agg.keep_exemplars = True
-        self.agg.log_silence = self.router is not None
-        if self.router is not None:
-            from detector.alerting.router import Router
-
-            self.router = Router.for_pipeline(self.pipeline)
-        self.scored_until = None
-        self._alert_writes, self._notes, self._pending = [], [], []
-        self._repairs_taken = []  # not dropped: read again on the next check
+        """Reload the group's state and fold the uncommitted batches into it again (after a
+        partition moved to another instance: its batches were dropped first); forwarded
+        rows are read again."""
+        batches = self._replay
+        self._reset_merger()
         self._load()
-        self.agg.expect_partitions(p for t, p in held if t == self.topic)
+        self._expect_all()
+        self._replay = []
         points: list[Point] = []
         for batch in batches:
             self._fold(batch)
@@ -764,7 +833,6 @@ class StreamRunner:
             if self._closed is not None:
                 self._closed.update((p.series, p.start) for p in points)
         self._pending = points
-        self._catalogue = None  # other members wrote points: read the series again
         if self.router is not None:
             silence = self.agg.drain_silence()
             if silence:
@@ -772,8 +840,12 @@ class StreamRunner:
 
     def _commit(self, anomalies: pd.DataFrame | None = None) -> None:
         """Dead letters to the broker, then one store transaction (the pending points, the
-        anomalies, the alerts and notifications, the state and the offsets); retried until
-        it holds."""
+        anomalies, the alerts and notifications, the state, the offsets of the partitions
+        this instance reads and the forwarded rows folded); retried until it holds. A member
+        forwards instead."""
+        if not self.merging:
+            self._forward()
+            return
         points = self._pending
         routed = bool(self._alert_writes or self._notes or self._repairs_taken)
         backoff = 0.5
@@ -783,16 +855,21 @@ class StreamRunner:
                 if self._producer is not None:
                     self._producer.flush(timeout=30)
                 started = time.perf_counter()
+                own = self._own_offsets()
                 self.version = self.store.commit(
                     self.pipeline.name,
                     self.group,
-                    offsets=self._own_offsets(),
+                    offsets=own,
                     state=self._state(),
                     points=points,
                     anomalies=anomalies,
                     also=self._write_alerts if routed else None,
                     expect_version=self.version,
+                    expect_offsets={tp: self._base.get(tp) for tp in own},
+                    taken=self._taken,
                 )
+                self._base.update(own)
+                self._taken_committed()
                 self._replay = []
                 self.stats.commits += 1
                 if self.metrics is not None:
@@ -808,13 +885,20 @@ class StreamRunner:
                 self._dirty = False
                 return
             except StateConflict as exc:
-                # Another consumer of the group committed: take its state, fold our batches
-                # in again, score what that closes, and commit that instead.
+                # Another instance merged meanwhile (this one lost the lease while paused):
+                # hand the uncommitted batches to it as a member.
+                log.warning("the group's state moved on (%s): forwarding to its merger", exc)
+                self._become_member()
+                self._forward()
+                return
+            except PartitionMoved as exc:
+                # Another instance reads these partitions now: drop what this one read of
+                # them, fold the rest into the stored state again, and commit that.
                 self.stats.rebases += 1
-                log.info(
-                    "shared state moved on (%s): reloading, %d batches again", exc,
-                    len(self._replay),
-                )  # fmt: skip
+                log.warning("%s; dropping what this instance read of them", exc)
+                self._lost.update(exc.partitions)
+                gone = {p for t, p in exc.partitions if t == self.topic}
+                self._replay = [without_partitions(b, gone) for b in self._replay]
                 self._rebase()
                 anomalies = self._score(self._pending) if self._unscored else None
                 self._route()

@@ -65,6 +65,10 @@ class Source(Protocol):
 
     def position(self, tp: TopicPartition) -> int | None: ...
 
+    def partitions(self) -> set[int]:
+        """Every partition of the topic, whoever reads it."""
+        ...
+
     def close(self) -> None:
         """Leave the group (a clean shutdown hands partitions over at once)."""
         ...
@@ -173,6 +177,10 @@ class KafkaPythonSource:
             return int(self.consumer.position(KTP(*tp), timeout_ms=1000))
         except Exception:  # not assigned any more, or no answer in time
             return None
+
+    def partitions(self) -> set[int]:
+        """Every partition of the topic (from the cluster metadata)."""
+        return set(self.consumer.partitions_for_topic(self.topic) or ())
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)

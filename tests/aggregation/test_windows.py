@@ -393,6 +393,35 @@ def test_partitions_read_in_any_interleaving_give_identical_windows(
     pd.testing.assert_frame_equal(feed(sizes), feed([10_000]))
 
 
+def test_a_partition_idle_on_another_instances_word_holds_the_watermark_to_the_wall_clock():
+    """A burst flushed into every partition after a quiet spell: the merger reads one
+    partition's part first while another's is still on its way (forwarded by the instance
+    that reads it). Marked idle on that instance's word, the other partition lets the
+    watermark run ahead only as fast as the wall clock, so its events are not late; marked
+    idle by the consumer itself (it read the partition to its end), it does not hold it."""
+    events = [e for e in make_events(n=1200, seed=3, span=3 * 3600) if "market" in e]
+    first, burst = events[:100], events[100:]
+    quiet_at = 1_000.0  # wall clock
+
+    def late_after_burst(since: float | None) -> int:
+        agg = WindowAggregator(parse_pipeline(PIPELINE))
+        agg.expect_partitions([0, 1])
+        agg.add(first[::2], partitions=[0] * len(first[::2]))
+        agg.add(first[1::2], partitions=[1] * len(first[1::2]))
+        agg.idle_partitions([0, 1], since=since)
+        agg.tick(quiet_at + 5)
+        ahead = burst[::2]
+        agg.add(ahead, partitions=[0] * len(ahead))  # partition 0 read at once
+        if since is not None:
+            newest = max(datetime.fromisoformat(e["ts"]).timestamp() for e in first[1::2])
+            assert agg.watermark <= newest + 5 - agg.lateness
+        behind = burst[1::2]
+        return len(agg.add(behind, partitions=[1] * len(behind)))  # ... partition 1 later
+
+    assert late_after_burst(since=quiet_at) == 0
+    assert late_after_burst(since=None) > 100  # read to its end by this consumer: trusted
+
+
 # -- exemplars: each window's last event, so an alert can be followed back to its events --------
 
 

@@ -1,0 +1,128 @@
+"""Scale-out: how fast 1, 2, ... ``detector run`` processes of one consumer group read a backlog.
+
+Usage::
+
+    python benchmarks/scale_out.py [--events 600000] [--partitions 6] [--instances 1 2]
+                                   [--client kafka-python] [--store postgresql://...]
+
+Starts a Tansu broker on a free loopback port, fills a topic with small order events (as
+``benchmarks/stream.py`` does), then for each instance count starts that many ``detector run``
+processes in one new consumer group on a fresh PostgreSQL schema and measures the wall time
+from their start to the moment the store's committed offsets cover every record (group join
+included, as an operator would see it). Prints events/s and, per run, how many commits were
+retried on a state another member moved on (``rebases``).
+
+PostgreSQL: ``--store`` (default ``postgresql://127.0.0.1:5432/test``, the machine's server);
+each run gets its own schema, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stream import PIPELINE, fill
+
+DETECTOR = shutil.which("detector") or str(Path(sys.executable).with_name("detector"))
+
+
+def _schema_url(base: str, schema: str) -> str:
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}"
+
+
+def _drop_schema(base: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def run_group(
+    bootstrap: str, topic: str, n: int, k: int, store_base: str, client: str, tmp: Path
+) -> tuple[float, int]:
+    """Seconds for ``k`` processes to commit all ``n`` records, and their rebases."""
+    from detector.store import open_store
+
+    schema = f"bench_scale_{k}_{os.getpid()}"
+    url = _schema_url(store_base, schema)
+    (tmp / "p.yaml").write_text(PIPELINE)
+    cmd = [DETECTOR, "-v", "run", "--pipeline", str(tmp / "p.yaml"), "--bootstrap-servers",
+           bootstrap, "--topic", topic, "--group", f"g{k}", "--store", url, "--client", client,
+           "--session-timeout", "6", "--idle-close", "3600", "--score-every", "3600",
+           "--no-dlq"]  # fmt: skip
+    logs = [tmp / f"run{k}_{i}.log" for i in range(k)]
+    store = open_store(url)
+    procs = []
+    try:
+        t0 = time.perf_counter()
+        for log in logs:
+            procs.append(subprocess.Popen(cmd, stderr=log.open("w")))
+        while True:
+            done = sum(store.load("bench", f"g{k}").offsets.values())
+            if done >= n:
+                break
+            if any(p.poll() is not None for p in procs):
+                raise SystemExit(f"an instance exited early; see {logs}")
+            time.sleep(0.2)
+        took = time.perf_counter() - t0
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        store.close()
+        _drop_schema(store_base, schema)
+    rebases = sum(log.read_text().count("shared state moved on") for log in logs)
+    return took, rebases
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=600_000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--instances", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--client", default="kafka-python", choices=["kafka-python", "confluent"])
+    parser.add_argument("--store", default="postgresql://127.0.0.1:5432/test")
+    parser.add_argument("--logs", help="Keep the instances' logs in this directory.")
+    args = parser.parse_args(argv)
+
+    from detector.testing_kafka import Broker
+
+    n = args.events
+    with Broker() as broker, tempfile.TemporaryDirectory() as scratch:
+        tmp = args.logs or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
+        broker.create_topic("scale", partitions=args.partitions)
+        fill(broker.bootstrap, "scale", n)
+        print(f"{n:,} events in {args.partitions} partitions; {os.cpu_count()} cores; "
+              f"client {args.client}; PostgreSQL store")  # fmt: skip
+        base = None
+        for k in args.instances:
+            took, rebases = run_group(
+                broker.bootstrap, "scale", n, k, args.store, args.client, Path(tmp)
+            )
+            base = base or took
+            print(f"{k} instance(s): {took:6.1f} s  {n / took:>9,.0f} events/s  "
+                  f"(x{base / took:.2f})  rebases {rebases}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
