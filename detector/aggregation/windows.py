@@ -708,12 +708,14 @@ class WindowAggregator:
                 self._idle_since.setdefault(p, since)
         self._advance_watermark()
 
-    def doubt_idle(self, now: float) -> None:
-        """After a restore: the partitions idle in the snapshot may have spoken since; they
-        hold the watermark as if idle on another's word from ``now`` (idle_partitions) until
-        they speak or are found idle again."""
+    def doubt_idle(self, now: float, partitions: Iterable[int] | None = None) -> None:
+        """After a restore, or a rebalance that gave idle ``partitions`` (default: all) to
+        another consumer: they may have spoken since, so they hold the watermark as if idle
+        on another's word from ``now`` (idle_partitions) until they speak or are found idle
+        again."""
         self._now = now
-        self._idle_since = dict.fromkeys(self._idle, now)
+        for p in self._idle if partitions is None else set(partitions) & self._idle:
+            self._idle_since[p] = now
         self._advance_watermark()
 
     def tick(self, now: float) -> None:

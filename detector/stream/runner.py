@@ -408,6 +408,8 @@ class StreamRunner(SharingMixin):
         self._held -= tps
         for tp in tps:
             self._base.pop(tp, None)
+        if self.merging:  # their next records come forwarded, later than they would here
+            self.agg.doubt_idle(time.time(), (p for t, p in tps if t == self.topic))
         self._export_assignment()
 
     def _assigned(self, tps: set[TopicPartition]) -> None:
