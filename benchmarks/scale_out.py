@@ -6,11 +6,14 @@ Usage::
                                    [--client kafka-python] [--store postgresql://...]
 
 Starts a Tansu broker on a free loopback port, fills a topic with small order events (as
-``benchmarks/stream.py`` does), then for each instance count starts that many ``detector run``
-processes in one new consumer group on a fresh PostgreSQL schema and measures the wall time
-from their start to the moment the store's committed offsets cover every record (group join
-included, as an operator would see it). Prints events/s and, per run, how many commits were
-retried on a state another member moved on (``rebases``).
+``benchmarks/stream.py`` does, but keyed by event id so that every partition holds some),
+then for each instance count starts that many ``detector run`` processes in one new consumer
+group on a fresh PostgreSQL schema and measures the wall time from their start to the moment
+every record is read and folded into the group's state (committed offsets cover the topic
+and no forwarded record is left; group join included, as an operator would see it). Prints
+events/s, and how many records the members forwarded to the merger. The broker, PostgreSQL
+and the instances share this machine's cores, so the figure says what one machine gives, not
+what N machines would.
 
 PostgreSQL: ``--store`` (default ``postgresql://127.0.0.1:5432/test``, the machine's server);
 each run gets its own schema, dropped afterwards.
@@ -29,9 +32,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stream import PIPELINE, fill
+from stream import PIPELINE, START
 
 DETECTOR = shutil.which("detector") or str(Path(sys.executable).with_name("detector"))
+
+
+def fill(bootstrap: str, topic: str, n: int) -> None:
+    """``n`` small order events keyed by event id, so that every partition holds some (keyed
+    by market, as the emitter keys them, two markets would fill two partitions at most)."""
+    import orjson
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=50,
+                             batch_size=1024 * 1024)  # fmt: skip
+    for i in range(n):
+        t = START + i * 0.05
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+        value = orjson.dumps({"event_id": f"e{i}", "type": "order_placed", "ts": ts,
+                              "source": "shop-api", "market": "DE" if i % 3 else "FR",
+                              "amount": 10.0 + i % 90})  # fmt: skip
+        producer.send(topic, key=f"e{i}".encode(), value=value)
+    producer.flush()
+    producer.close()
 
 
 def _schema_url(base: str, schema: str) -> str:
@@ -54,7 +76,8 @@ def _drop_schema(base: str, schema: str) -> None:
 def run_group(
     bootstrap: str, topic: str, n: int, k: int, store_base: str, client: str, tmp: Path
 ) -> tuple[float, int]:
-    """Seconds for ``k`` processes to commit all ``n`` records, and their rebases."""
+    """Seconds for ``k`` processes to read and fold all ``n`` records, how many of them were
+    forwarded by members, and the CPU seconds the merger and the members had used by then."""
     from detector.store import open_store
 
     schema = f"bench_scale_{k}_{os.getpid()}"
@@ -73,12 +96,15 @@ def run_group(
             procs.append(subprocess.Popen(cmd, stderr=log.open("w")))
         while True:
             done = sum(store.load("bench", f"g{k}").offsets.values())
+            if any(f.next > f.first for f in store.forwarded_keys("bench", f"g{k}")):
+                done = -1  # read, not yet folded
             if done >= n:
                 break
             if any(p.poll() is not None for p in procs):
                 raise SystemExit(f"an instance exited early; see {logs}")
             time.sleep(0.2)
         took = time.perf_counter() - t0
+        cpu = [_cpu_seconds(p.pid) for p in procs]
     finally:
         for p in procs:
             p.terminate()
@@ -89,8 +115,24 @@ def run_group(
                 p.kill()
         store.close()
         _drop_schema(store_base, schema)
-    rebases = sum(log.read_text().count("shared state moved on") for log in logs)
-    return took, rebases
+    forwarded = 0
+    merger_cpu, member_cpu = 0.0, 0.0
+    for log, seconds in zip(logs, cpu, strict=True):
+        text = log.read_text()
+        for line in text.splitlines():
+            if " forwarded to the group's merger" in line:
+                forwarded += int(line.split(" forwarded to")[0].rsplit(" ", 1)[1].replace(",", ""))
+        if " merges for " in text:
+            merger_cpu += seconds
+        else:
+            member_cpu += seconds
+    return took, forwarded, merger_cpu, member_cpu
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process, all threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,12 +157,13 @@ def main(argv: list[str] | None = None) -> int:
               f"client {args.client}; PostgreSQL store")  # fmt: skip
         base = None
         for k in args.instances:
-            took, rebases = run_group(
+            took, forwarded, merger_cpu, member_cpu = run_group(
                 broker.bootstrap, "scale", n, k, args.store, args.client, Path(tmp)
             )
             base = base or took
             print(f"{k} instance(s): {took:6.1f} s  {n / took:>9,.0f} events/s  "
-                  f"(x{base / took:.2f})  rebases {rebases}")  # fmt: skip
+                  f"(x{base / took:.2f})  forwarded by members {forwarded:,}; CPU s: merger "
+                  f"{merger_cpu:.1f}, members {member_cpu:.1f}")  # fmt: skip
     return 0
 
 

@@ -92,7 +92,8 @@ class Snapshot:
 
 
 class StateConflict(Exception):
-    """Another consumer committed the shared state since this one loaded it."""
+    """Another consumer committed the group's state since this one loaded it (another merger
+    took the lease over: see :mod:`detector.store.forwarding`)."""
 
     def __init__(self, stored: int, expected: int) -> None:
         super().__init__(f"state version {stored} in the store, {expected} expected")
@@ -235,7 +236,7 @@ _DDL = (
     # alerts with (it deletes them in the commit that applies them): the same columns.
     _ANOMALY_TABLE.replace("<table>", "detector_rescored"),
     "CREATE INDEX IF NOT EXISTS detector_anomalies_time ON detector_anomalies (pipeline, ts_us)",
-    # Several consumers of one group share the state: each commit checks and bumps its version.
+    # One state per group: each commit checks and bumps its version (fencing a late merger).
     """CREATE TABLE IF NOT EXISTS detector_state_version (
         pipeline TEXT NOT NULL,
         consumer_group TEXT NOT NULL,

@@ -154,9 +154,9 @@ class StreamRunner(SharingMixin):
         #: read (see detector.stream.scoring).
         self.score_budget = score_budget
         self.score_lookback = score_lookback
-        #: Batches folded in since the last commit, and the state version they build on:
-        #: consumers of one group share the state, and one that finds the store's version
-        #: moved on reloads it and folds these in again (see :meth:`_rebase`).
+        #: Batches read and folded in since the last commit, and the state version they build
+        #: on: a merger that loses a partition folds the others' again on the stored state
+        #: (:meth:`_rebase`); one that loses the lease forwards them (detector.stream.sharing).
         self._replay: list[Batch] = []
         self.version = 0
         self._held: set[TopicPartition] = set()  # partitions held since the last assignment
