@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/scale_out.py [--events 600000] [--partitions 6] [--instances 1 2]
                                    [--client kafka-python] [--store postgresql://...]
+    python benchmarks/scale_out.py --merge-only [--events 600000]
 
 Starts a Tansu broker on a free loopback port, fills a topic with small order events (as
 ``benchmarks/stream.py`` does, but keyed by event id so that every partition holds some),
@@ -14,6 +15,10 @@ and no forwarded record is left; group join included, as an operator would see i
 events/s, and how many records the members forwarded to the merger. The broker, PostgreSQL
 and the instances share this machine's cores, so the figure says what one machine gives, not
 what N machines would.
+
+``--merge-only``: no broker; the records are forwarded to the store as members would, then one
+merger folds them all and commits: what a group whose merger reads no partition itself could
+take at most.
 
 PostgreSQL: ``--store`` (default ``postgresql://127.0.0.1:5432/test``, the machine's server);
 each run gets its own schema, dropped afterwards.
@@ -135,6 +140,65 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def merge_only(n: int, store_base: str, partitions: int = 3) -> float:
+    """Seconds one merger takes to fold ``n`` records that members forwarded (already in the
+    store: read the rows, unpack, decode, validate, aggregate, close, commit): the ceiling
+    of a group whose merger reads no partition itself."""
+    import orjson
+
+    from detector.pipeline.config import parse_pipeline
+    from detector.store import open_store
+    from detector.stream.forward import Outbound
+    from detector.stream.runner import StreamRunner
+    from detector.stream.source import Batch
+
+    schema = f"bench_merge_{os.getpid()}"
+    store = open_store(_schema_url(store_base, schema))
+    try:
+        base: dict = {}
+        per = n // partitions
+        for part in range(partitions):
+            for k in range(0, per, 50_000):
+                values, offsets = [], []
+                for j in range(k, min(per, k + 50_000)):
+                    i = j * partitions + part
+                    t = START + i * 0.05
+                    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
+                    ms = f"{int(t * 1000) % 1000:03d}"
+                    value = {"event_id": f"e{i}", "type": "order_placed", "ts": f"{ts}.{ms}Z",
+                             "source": "shop-api", "market": "DE" if i % 3 else "FR",
+                             "amount": 10.0 + i % 90}  # fmt: skip
+                    values.append(orjson.dumps(value))
+                    offsets.append(j)
+                out = Outbound()
+                out.add(Batch("scale", [part] * len(values), offsets, values))
+                rows = out.rows(base)
+                store.forward("bench", "m", rows, base)
+                base.update({(r.topic, r.partition): r.next for r in rows})
+        runner = StreamRunner(parse_pipeline(PIPELINE), store, topic="scale", group="m",
+                              bootstrap_servers="127.0.0.1:9", alerting=False)  # fmt: skip
+        runner.merging = True
+        runner._load()
+        runner.agg.expect_partitions(range(partitions))
+        t0 = time.perf_counter()
+        folded, turn = 0, 0
+        while True:
+            turn += 1
+            runner._fwd_force = True
+            got, points, _ = runner._take_forwarded(float(turn))
+            if not got:
+                break
+            folded += got
+            runner._pending += points
+            runner._commit()
+        took = time.perf_counter() - t0
+        assert folded == per * partitions, folded
+        return took
+    finally:
+        store.close()
+        _drop_schema(store_base, schema)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=600_000)
@@ -143,7 +207,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client", default="kafka-python", choices=["kafka-python", "confluent"])
     parser.add_argument("--store", default="postgresql://127.0.0.1:5432/test")
     parser.add_argument("--logs", help="Keep the instances' logs in this directory.")
+    parser.add_argument(
+        "--merge-only",
+        action="store_true",
+        help="Time one merger folding forwarded records, no broker.",
+    )
     args = parser.parse_args(argv)
+    if args.merge_only:
+        took = merge_only(args.events, args.store)
+        print(
+            f"one merger folds {args.events:,} forwarded records in {took:.2f} s: "
+            f"{args.events / took:,.0f} events/s ({took / args.events * 1e6:.1f} us each)"
+        )
+        return 0
 
     from detector.testing_kafka import Broker
 
