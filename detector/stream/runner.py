@@ -907,22 +907,9 @@ class StreamRunner(SharingMixin):
                 points = self._pending
                 routed = bool(self._alert_writes or self._notes or self._repairs_taken)
                 continue
-            except Exception as exc:
-                self.stats.errors += 1
+            except Exception as exc:  # the store (or the broker, for dead letters) fails
                 failures += 1
-                if self.metrics is not None:
-                    self.metrics.error("commit")
-                if self._stop.is_set() and failures >= 3:
-                    # Asked to stop and the store (or the broker) still fails: give up rather
-                    # than hang. Nothing is lost: the records after the last commit are read
-                    # again on restart.
-                    raise DetectorError(
-                        f"could not commit to the store {self.store.url} ({exc}); the records "
-                        "since the last commit will be read again when detector run restarts"
-                    ) from exc
-                log.warning("commit failed (%s); retrying in %.1f s", exc, backoff)
-                time.sleep(backoff * random.uniform(0.5, 1.5))
-                backoff = min(backoff * 2, 30.0)
+                backoff = self._store_failed(exc, "commit", failures, backoff)
 
 
 #: What a running consumer cannot change: its state (open windows, dedup ids, offsets) was

@@ -281,18 +281,8 @@ class SharingMixin:
                     (quiet or {}).pop(tp, None)
                 continue
             except Exception as exc:
-                self.stats.errors += 1
                 failures += 1
-                if self.metrics is not None:
-                    self.metrics.error("commit")
-                if self._stop.is_set() and failures >= 3:
-                    raise DetectorError(
-                        f"could not forward to the store {self.store.url} ({exc}); the records "
-                        "since the last forward will be read again when detector run restarts"
-                    ) from exc
-                log.warning("forward failed (%s); retrying in %.1f s", exc, backoff)
-                time.sleep(backoff * random.uniform(0.5, 1.5))
-                backoff = min(backoff * 2, 30.0)
+                backoff = self._store_failed(exc, "forward", failures, backoff)
                 continue
             n = len(self._outbound)
             for row in rows:
@@ -306,6 +296,22 @@ class SharingMixin:
             if self.metrics is not None:
                 self.metrics.committed()
             return
+
+    def _store_failed(self, exc: Exception, what: str, failures: int, backoff: float) -> float:
+        """A store write (``what``: commit, forward) failed: count it; asked to stop and still
+        failing, give up rather than hang (nothing is lost: the records since the last write
+        are read again on restart); else wait with jitter. Returns the next backoff."""
+        self.stats.errors += 1
+        if self.metrics is not None:
+            self.metrics.error("commit")
+        if self._stop.is_set() and failures >= 3:
+            raise DetectorError(
+                f"could not {what} to the store {self.store.url} ({exc}); the records since "
+                f"the last {what} will be read again when detector run restarts"
+            ) from exc
+        log.warning("%s failed (%s); retrying in %.1f s", what, exc, backoff)
+        time.sleep(backoff * random.uniform(0.5, 1.5))
+        return min(backoff * 2, 30.0)
 
     # -- the merger -------------------------------------------------------------------------
 
