@@ -146,6 +146,7 @@ class StreamRunner(SharingMixin):
         #: Windows closed since the last scoring, (series, start): what the next scoring
         #: reads (None: unknown, every series). Series known, for planning scoring slices.
         self._closed: set[tuple[str, int]] | None = set()
+        self._unscored = False  # windows closed and not scored yet (the merger's; see _load)
         self._catalogue: Any = None
         self._repairs_taken: list[tuple[str, int]] = []  # repaired verdicts applied, to drop
         self._feedback: Any = None  # labelled alerts' lessons (see _feedback_calendar)
@@ -470,14 +471,21 @@ class StreamRunner(SharingMixin):
         rejected = self.agg.add(
             events, batch.origin, partitions=batch.partitions, traces=batch.trace
         )
+        self._advance(batch)
+        return rejected
+
+    def _advance(self, batch: Batch) -> list[TopicPartition]:
+        """Move the offsets past a batch read (or folded); returns its partitions."""
         now = self.clock()
         # The last offset of each partition (they rise within one): dict keeps the last.
         last: dict[int, int] = dict(zip(batch.partitions, batch.offsets, strict=True))
+        tps = []
         for p, o in last.items():
             tp = (batch.topic, p)
             self.offsets[tp] = max(self.offsets.get(tp, 0), o + 1)
             self._heard[tp] = now
-        return rejected
+            tps.append(tp)
+        return tps
 
     def _aggregate(self, batch: Batch) -> list[Point]:
         rejected = self._fold(batch)

@@ -80,6 +80,7 @@ class SharingMixin:
     _started: float
     _stop: threading.Event
     _quiet_partitions: Any
+    _advance: Any
     last_loop: float
 
     def _init_sharing(self, lease_ttl: float) -> None:
@@ -229,13 +230,7 @@ class SharingMixin:
         if self._lost:
             batch = without_partitions(batch, {p for t, p in self._lost if t == self.topic})
         self._outbound.add(batch)
-        now = self.clock()
-        last: dict[int, int] = dict(zip(batch.partitions, batch.offsets, strict=True))
-        for p, o in last.items():
-            tp = (batch.topic, p)
-            self.offsets[tp] = max(self.offsets.get(tp, 0), o + 1)
-            self._heard[tp] = now
-            self._quiet_marked.discard(tp)
+        self._quiet_marked.difference_update(self._advance(batch))
         self.stats.records += len(batch)
         self.stats.batches += 1
         if self.metrics is not None:
