@@ -26,6 +26,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ from detector.errors import ConfigError, InputError
 from detector.models.base import FAMILIES, Forecast, Model, create_model
 from detector.panel import Panel, to_panel
 from detector.scoring.detect import KIND_CODES, Detection, DetectionParams, decide
+from detector.scoring.engines import Engine, LocalEngine, check_engine, chunk_slices, open_engine
 from detector.scoring.reasons import WARMING_UP, anomaly_reason, missing_reason
 from detector.types import OUTPUT_COLUMNS
 
@@ -134,19 +136,24 @@ def score_panel(
     chunk: int = 500,
     calendar: Calendar | None = None,
     clock: str = "UTC",
+    engine: str | Engine | Any = "local",
     **params: Any,
 ) -> ScoredPanel:
     """Forecast and decide every point of ``panel``; see the module docstring.
 
     Series are independent, so a large panel is scored ``chunk`` series at a time: the same
     results, with a fraction of the peak memory (the model's lagged stacks are the big part).
-    ``calendar`` applies holidays, events and level changes; ``clock`` is the time zone whose
-    wall clock the panel's timestamps show (series scored on local time).
+    ``engine`` runs the chunks (:mod:`detector.scoring.engines`): ``"local"`` in this process,
+    ``"dask"`` (a cluster started for this call), or an engine or ``distributed.Client`` the
+    caller opened; every engine gives identical results. ``calendar`` applies holidays,
+    events and level changes; ``clock`` is the time zone whose wall clock the panel's
+    timestamps show (series scored on local time).
     """
     det_params, model_params = _split_params(params)
     detection_params = DetectionParams(**det_params)
     if isinstance(model, str):
         _make_model(model, causal, model_params)  # bad names/parameters fail before any work
+    check_engine(engine)
     n = panel.values.shape[1]
     effects = (
         calendar.resolve(panel.series, panel.index, panel.freq, clock, panel.values)
@@ -161,24 +168,30 @@ def score_panel(
             return _make_model(model, causal, model_params)
         return clone(model) if isinstance(model, BaseEstimator) else model
 
-    if n <= chunk or not isinstance(model, str | BaseEstimator):
-        return _score_chunk(
-            panel, fresh(), causal, refit, min_history, confidence_ramp, detection_params, effects
-        )
-    parts = [
-        _score_chunk(
-            _columns(panel, slice(a, a + chunk)),
-            fresh(),
-            causal,
-            refit,
-            min_history,
-            confidence_ramp,
-            detection_params,
-            None if effects is None else effects.columns(slice(a, a + chunk)),
-        )
-        for a in range(0, n, chunk)
-    ]
-    return _stitch(panel, parts)
+    run = partial(
+        _score_chunk,
+        causal=causal,
+        refit=refit,
+        min_history=min_history,
+        confidence_ramp=confidence_ramp,
+        detection_params=detection_params,
+    )
+    if not isinstance(model, str | BaseEstimator):
+        # A model object that cannot be cloned is fitted as it is: one pass, in this process.
+        return run(panel=panel, mdl=fresh(), effects=effects)
+    with open_engine(engine) as eng:
+        slices = chunk_slices(n, chunk, eng.slots)
+        if len(slices) == 1 and isinstance(eng, LocalEngine):
+            return run(panel=panel, mdl=fresh(), effects=effects)
+        calls = [
+            {
+                "panel": _columns(panel, cols),
+                "mdl": fresh(),
+                "effects": None if effects is None else effects.columns(cols),
+            }
+            for cols in slices
+        ]
+        return _stitch(panel, eng.map(run, calls))
 
 
 def _stitch(panel: Panel, parts: list[ScoredPanel]) -> ScoredPanel:
