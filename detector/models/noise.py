@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from detector.kernels import normal_equations
 from detector.models.base import nanmedian0
 from detector.panel import Panel
 
@@ -105,13 +106,11 @@ class NoiseModel:
         active = np.ones((k, n), dtype=bool)
         coef = np.zeros((k, n))
         for _ in range(k):
-            r = reg * active[:, None, :]
-            a = np.einsum("itn,jtn,tn->nij", r, r, w)
+            a, b = normal_equations(reg, active, y, w)
             # A ridge relative to each regressor's own scale keeps empty or constant columns
             # solvable without shrinking the others.
             diag = np.einsum("nii->ni", a)
             a = a + np.eye(k)[None] * (diag * 1e-9 + 1e-12)[:, :, None]
-            b = np.einsum("itn,tn,tn->ni", r, y, w)
             coef = np.linalg.solve(a, b[..., None])[..., 0].T * active
             neg = coef < 0
             if not neg.any():

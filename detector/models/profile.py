@@ -45,7 +45,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from detector.errors import ConfigError
-from detector.models.base import Forecast, SeriesInfo, lagged_stack, nanmedian0, register
+from detector.kernels import lag_summary
+from detector.models.base import Forecast, SeriesInfo, nanmedian0, register
 from detector.models.noise import NoiseModel
 from detector.models.seasonality import autocorrelation, candidate_periods
 from detector.panel import Panel
@@ -138,16 +139,10 @@ class SeasonalProfileModel(NoiseModel, BaseEstimator):
         x = panel.values
         n = x.shape[1]
         periods = candidate_periods(panel.freq)
-        stacks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        last = pd.DataFrame(x).ffill().to_numpy()
-        naive = np.full_like(x, np.nan)
-        naive[1:] = last[:-1]
-        stacks["naive"] = (naive, np.nan_to_num(naive), np.isfinite(naive).astype(float))
         lags = list(range(1, self.level_window + 1))
         if not self.causal:
             lags += [-lag for lag in lags]
-        stacks["level"] = self._summarise(lagged_stack(x, lags))
-        self.lags_: dict[str, list[int]] = {}
+        lagged: dict[str, list[int]] = {"level": lags}
         self.lags_: dict[str, list[int]] = {}
         for name, count in (("daily", self.days), ("weekly", self.weeks)):
             if name not in periods:
@@ -158,13 +153,22 @@ class SeasonalProfileModel(NoiseModel, BaseEstimator):
                 ks += [-k for k in ks]
             lag_list = [k * p + j for k in ks for j in self._offsets(p)]
             lag_list = [lag for lag in lag_list if (lag > 0) or not self.causal]
-            self.lags_[name] = lag_list
-            stacks[name] = self._summarise(lagged_stack(x, lag_list))
+            self.lags_[name] = lagged[name] = lag_list
         self.periods_ = periods
-        self.baselines_ = [b for b in BASELINES if b in stacks]
-        self.stack_ = np.stack([stacks[b][0] for b in self.baselines_])
-        self.sum_stack_ = np.stack([stacks[b][1] for b in self.baselines_])
-        self.cnt_stack_ = np.stack([stacks[b][2] for b in self.baselines_])
+        self.baselines_ = [b for b in BASELINES if b == "naive" or b in lagged]
+        # Median, sum and count of each baseline's samples (sums serve sparse counts), written
+        # in place: (baselines, time, series) each.
+        shape = (len(self.baselines_), *x.shape)
+        self.stack_, self.sum_stack_, self.cnt_stack_ = (np.empty(shape) for _ in range(3))
+        last = pd.DataFrame(x).ffill().to_numpy()
+        naive = self.stack_[0]
+        naive[:1] = np.nan
+        naive[1:] = last[:-1]
+        self.sum_stack_[0] = np.nan_to_num(naive)
+        self.cnt_stack_[0] = np.isfinite(naive)
+        for b, name in enumerate(self.baselines_[1:], start=1):
+            out = (self.stack_[b], self.sum_stack_[b], self.cnt_stack_[b])
+            lag_summary(x, lagged[name], out=out)
         self.alpha_ = 1 - 0.5 ** (1 / max(1.0, pd.Timedelta(self.level_halflife) / panel.freq))
         self.shift_steps_ = max(1, int(pd.Timedelta(self.level_shift_after) / panel.freq))
         self.undo_steps_ = max(1, int(pd.Timedelta("1D") / panel.freq))
@@ -185,11 +189,6 @@ class SeasonalProfileModel(NoiseModel, BaseEstimator):
         self.sparse_ = np.zeros(n, dtype=bool)
         self.coef_[0] = np.nan  # unfitted: predict() falls back to the candidate error
         self.mult_ = np.zeros(n, dtype=bool)
-
-    @staticmethod
-    def _summarise(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Median, sum and count of the lagged samples (sums serve sparse counts)."""
-        return nanmedian0(stack), np.nansum(stack, axis=0), np.sum(np.isfinite(stack), axis=0)
 
     def _offsets(self, period: int) -> list[int]:
         s = min(self.smooth, max(0, period // 4))
@@ -354,8 +353,7 @@ class SeasonalProfileModel(NoiseModel, BaseEstimator):
             return
         for name, lags in self.lags_.items():
             idx = self.baselines_.index(name)
-            stack = lagged_stack(self.adjusted_[:, cols], lags)[:, row + 1 :]
-            med, tot, cnt = self._summarise(stack)
+            med, tot, cnt = lag_summary(self.adjusted_[:, cols], lags, row + 1)
             # (Two-step indexing: an int, a slice and an index array together would put the
             # array's axis first.)
             self.stack_[idx][row + 1 :, cols] = med

@@ -12,19 +12,14 @@ from collections.abc import Iterator
 import numpy as np
 from scipy import stats
 
+from detector.kernels import window_sums
 from detector.models.base import sorted0
+
+__all__ = ["NORMAL_MEDIAN_SQ", "count_tail_z", "past_quantiles", "refit_periods", "window_sums"]
 
 #: Median of a chi-square with one degree of freedom: what the median squared z of a well
 #: calibrated model is.
 NORMAL_MEDIAN_SQ = 0.4549364
-
-
-def window_sums(a: np.ndarray, m: int) -> np.ndarray:
-    """Trailing sums over ``m`` rows (NaN counted as 0); rows < m-1 sum what exists."""
-    c = np.cumsum(np.nan_to_num(a, nan=0.0), axis=0)
-    out = c.copy()
-    out[m:] = c[m:] - c[:-m]
-    return out
 
 
 def refit_periods(

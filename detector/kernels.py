@@ -1,0 +1,193 @@
+"""Compiled loops behind the panel maths (numba), each equal to the numpy code it replaces.
+
+Why compiled: the seasonal profile's baselines are medians of 12-40 lagged samples for every
+point of every series. As numpy that meant materialising a ``(lags, time, series)`` stack, a
+sorted copy of it and a handful of temporaries (about 1.3 GiB per 500 series x 4 weeks) and
+most of the scoring time; a loop that gathers each point's few samples and sorts them in a
+small buffer needs no stack at all. The same goes for the trailing window sums of the
+detection layer, which are called on every full ``(time, series)`` array.
+
+Each kernel keeps the arithmetic of its numpy twin (the same additions in the same order, no
+fast-math), so results are identical to the last bit, not merely close;
+``tests/test_kernels.py`` checks that against the numpy code on random panels. Compilation
+happens on first use and is cached on disk (``cache=True``), so importing this module costs
+nothing and a second process starts warm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+_compiled: dict[str, Callable[..., Any]] = {}
+
+
+def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Compile ``fn`` with numba on its first call (nopython, cached), not at import."""
+
+    def call(*args: Any) -> Any:
+        kernel = _compiled.get(fn.__name__)
+        if kernel is None:
+            import numba
+
+            kernel = _compiled[fn.__name__] = numba.njit(cache=True, nogil=True)(fn)
+        return kernel(*args)
+
+    call.__name__ = fn.__name__
+    call.__doc__ = fn.__doc__
+    call.__wrapped__ = fn  # type: ignore[attr-defined]
+    return call
+
+
+@_jit
+def _lag_summary(x, lags, row0, med, tot, cnt):  # type: ignore[no-untyped-def]  # pragma: no cover
+    t_all, n = x.shape
+    k = lags.shape[0]
+    buf = np.empty(k)
+    for t in range(row0, t_all):
+        for j in range(n):
+            m = 0
+            s = 0.0
+            for i in range(k):
+                src = t - lags[i]
+                if src < 0 or src >= t_all:
+                    continue  # before the start (or after the end): no sample
+                v = x[src, j]
+                if np.isnan(v):
+                    continue  # np.nansum adds a zero in its place: the same sum
+                s += v
+                # Insertion into the sorted buffer: at most a few dozen samples.
+                p = m
+                while p > 0 and buf[p - 1] > v:
+                    buf[p] = buf[p - 1]
+                    p -= 1
+                buf[p] = v
+                m += 1
+            r = t - row0
+            tot[r, j] = s
+            cnt[r, j] = m
+            if m == 0:
+                med[r, j] = np.nan
+            else:
+                med[r, j] = (buf[(m - 1) // 2] + buf[m // 2]) / 2.0
+
+
+def lag_summary(
+    x: np.ndarray,
+    lags: list[int],
+    row0: int = 0,
+    out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median, sum and count of the finite lagged samples ``x[t - lag]`` for rows ``t >= row0``.
+
+    Equal to ``nanmedian0``, ``np.nansum`` and the finite count over
+    ``lagged_stack(x, lags)[:, row0:]``, without building the stack. Negative lags look ahead
+    (retrospective mode only). ``out``: three C-contiguous ``(rows, series)`` arrays to write
+    into (the count's may be float), so a caller stacking several baselines copies nothing.
+
+    >>> x = np.array([[1.0], [2.0], [np.nan], [4.0]])
+    >>> med, tot, cnt = lag_summary(x, [1, 2])
+    >>> med[:, 0].tolist(), tot[:, 0].tolist(), cnt[:, 0].tolist()
+    ([nan, 1.0, 1.5, 2.0], [0.0, 1.0, 3.0, 2.0], [0, 1, 2, 1])
+    """
+    values = np.ascontiguousarray(x, dtype=np.float64)
+    shape = (max(0, values.shape[0] - row0), values.shape[1])
+    if out is None:
+        out = (np.empty(shape), np.empty(shape), np.empty(shape, dtype=np.int64))
+    med, tot, cnt = out
+    if any(a.shape != shape or not a.flags.c_contiguous for a in out):
+        raise ValueError(f"lag_summary: out arrays must be C-contiguous of shape {shape}")
+    if values.shape[0] == 0 or values.shape[1] == 0 or not lags:
+        med.fill(np.nan), tot.fill(0.0), cnt.fill(0)
+    else:
+        _lag_summary(values, np.asarray(lags, dtype=np.int64), int(row0), med, tot, cnt)
+    return med, tot, cnt
+
+
+@_jit
+def _window_sums(a, m):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    t_all, n = a.shape
+    out = np.empty((t_all, n))
+    c = np.zeros(n)
+    ring = np.zeros((m, n))  # the cumulative sums of the last m rows
+    big = np.finfo(np.float64).max
+    for t in range(t_all):
+        slot = t % m
+        for j in range(n):
+            v = a[t, j]
+            if np.isnan(v):
+                v = 0.0
+            elif v == np.inf:  # np.nan_to_num's stand-ins for infinities
+                v = big
+            elif v == -np.inf:
+                v = -big
+            c[j] = v if t == 0 else c[j] + v
+            if t >= m:
+                out[t, j] = c[j] - ring[slot, j]
+            else:
+                out[t, j] = c[j]
+            ring[slot, j] = c[j]
+    return out
+
+
+def window_sums(a: np.ndarray, m: int) -> np.ndarray:
+    """Trailing sums over ``m`` rows (NaN counted as 0); rows < m-1 sum what exists.
+
+    The same arithmetic as a cumulative sum minus the cumulative sum ``m`` rows earlier.
+
+    >>> window_sums(np.array([[1.0], [2.0], [np.nan], [4.0]]), 2)[:, 0].tolist()
+    [1.0, 3.0, 2.0, 4.0]
+    """
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0 or m < 1:
+        c = np.cumsum(np.nan_to_num(arr, nan=0.0), axis=0)
+        out = c.copy()
+        out[m:] = c[m:] - c[:-m]
+        return out
+    return _window_sums(np.ascontiguousarray(arr), int(m))
+
+
+@_jit
+def _normal_equations3(reg, active, y, w):  # type: ignore[no-untyped-def]  # pragma: no cover
+    _, t_all, n = reg.shape
+    a = np.zeros((6, n))  # the upper triangle: 00, 01, 02, 11, 12, 22
+    b = np.zeros((3, n))
+    for t in range(t_all):
+        for j in range(n):
+            wt = w[t, j]
+            r0 = reg[0, t, j] * active[0, j]
+            r1 = reg[1, t, j] * active[1, j]
+            r2 = reg[2, t, j] * active[2, j]
+            yt = y[t, j]
+            a[0, j] += r0 * r0 * wt
+            a[1, j] += r0 * r1 * wt
+            a[2, j] += r0 * r2 * wt
+            a[3, j] += r1 * r1 * wt
+            a[4, j] += r1 * r2 * wt
+            a[5, j] += r2 * r2 * wt
+            b[0, j] += r0 * yt * wt
+            b[1, j] += r1 * yt * wt
+            b[2, j] += r2 * yt * wt
+    return a, b
+
+
+def normal_equations(
+    reg: np.ndarray, active: np.ndarray, y: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per series, ``A = sum_t r r' w`` and ``b = sum_t r y w`` with ``r = reg * active``.
+
+    Equal to ``np.einsum("itn,jtn,tn->nij", r, r, w)`` and ``np.einsum("itn,tn,tn->ni", r,
+    y, w)`` (both add over time in order), in one pass and without the masked copy of
+    ``reg``. Shapes: ``reg (k, time, series)``, ``active (k, series)``, ``y`` and ``w``
+    ``(time, series)``; returns ``A (series, k, k)`` and ``b (series, k)``. Compiled for the
+    variance model's three regressors; other ``k`` run the einsums.
+    """
+    if reg.shape[0] != 3:
+        r = reg * active[:, None, :]
+        return np.einsum("itn,jtn,tn->nij", r, r, w), np.einsum("itn,tn,tn->ni", r, y, w)
+    arrays = [np.ascontiguousarray(v, dtype=np.float64) for v in (reg, active, y, w)]
+    tri, b = _normal_equations3(*arrays)
+    a = tri[[0, 1, 2, 1, 3, 4, 2, 4, 5]].T.reshape(-1, 3, 3)
+    return np.ascontiguousarray(a), np.ascontiguousarray(b.T)
