@@ -38,6 +38,7 @@ from detector.events.read import read_events
 from detector.io.series import write_scores
 from detector.pipeline.config import Pipeline
 from detector.scoring.engine import score_frame
+from detector.scoring.engines import Engine, LocalEngine, open_engine
 from detector.scoring.freshness import score_freshness
 from detector.types import OUTPUT_COLUMNS
 
@@ -125,6 +126,7 @@ def score_metrics(
     timezones: dict[str, str] | None = None,
     calendar: Calendar | None = None,
     feedback: Calendar | Iterable[Event | LevelChange] | None = None,
+    engine: str | Engine | Any = "local",
 ) -> pd.DataFrame:
     """Score every metric with its model and parameters, and every freshness check.
 
@@ -136,10 +138,25 @@ def score_metrics(
     or ``calendar`` instead when given; ``feedback`` adds what labelled alerts teach
     (:func:`detector.calendars.load_feedback`). Freshness checks are not modelled, so only
     their ``ignore`` spans apply to them: not scored.
+
+    ``engine`` scores each metric's series: in this process, or on a dask cluster
+    (:mod:`detector.scoring.engines`); opened once here for every metric, and the same result.
     """
-    timezones = timezones or {}
+    with open_engine(engine) as eng:
+        return _score_metrics(pipeline, metrics, causal, timezones or {}, calendar, feedback, eng)
+
+
+def _score_metrics(
+    pipeline: Pipeline,
+    metrics: pd.DataFrame,
+    causal: bool,
+    timezones: dict[str, str],
+    calendar: Calendar | None,
+    feedback: Calendar | Iterable[Event | LevelChange] | None,
+    engine: Engine,
+) -> pd.DataFrame:
     cal = (calendar if calendar is not None else Calendar.from_pipeline(pipeline)).merged(feedback)
-    parts = []
+    groups: list[dict[str, Any]] = []  # one per metric and time zone, in output order
     for m in pipeline.metrics:
         data = metrics.loc[metrics["metric"] == m.name]
         if data.empty:
@@ -159,10 +176,8 @@ def score_metrics(
             kwargs["calendar"] = cal
         tz_of = data["series"].map(lambda s: timezones.get(s, "UTC"))
         for tz, group in data.loc[:, cols].groupby(tz_of, sort=True):
-            if tz == "UTC":
-                parts.append(score_frame(group, **kwargs))
-            else:
-                parts.append(score_local(group, str(tz), **kwargs))
+            groups.append({"data": group, "tz": str(tz), "kwargs": kwargs})
+    parts = _score_groups(groups, engine)
     for f in pipeline.freshness:
         data = metrics.loc[metrics["metric"] == f.name]
         if not data.empty:
@@ -172,6 +187,34 @@ def score_metrics(
     if not parts:
         return pd.DataFrame({c: [] for c in OUTPUT_COLUMNS})
     return pd.concat(parts, ignore_index=True)
+
+
+def _score_groups(groups: list[dict[str, Any]], engine: Engine) -> list[pd.DataFrame]:
+    """The scores of each (metric, time zone) group, in order.
+
+    In this process the groups are scored one after the other. On a cluster they are
+    independent work too: groups of at most a worker's share of the series go to the workers
+    whole and all at once (a pipeline has many small groups: a metric per market), and a
+    larger group is spread over every worker by :func:`~detector.scoring.score_panel`'s
+    chunks. Either way each series is scored by the same code on the same panel.
+    """
+    if isinstance(engine, LocalEngine):
+        return [_score_group(**g) for g in groups]
+    sizes = [g["data"]["series"].nunique() for g in groups]
+    share = sum(sizes) / engine.slots
+    out: list[pd.DataFrame | None] = [None] * len(groups)
+    whole = [i for i, size in enumerate(sizes) if size <= share]
+    for i, scored in zip(whole, engine.map(_score_group, [groups[i] for i in whole]), strict=True):
+        out[i] = scored
+    for i in sorted(set(range(len(groups))) - set(whole)):
+        g = groups[i]
+        out[i] = _score_group(g["data"], g["tz"], {**g["kwargs"], "engine": engine})
+    return [o for o in out if o is not None]
+
+
+def _score_group(data: pd.DataFrame, tz: str, kwargs: dict[str, Any]) -> pd.DataFrame:
+    """One metric's series of one time zone (module level: a dask task pickles it by name)."""
+    return score_frame(data, **kwargs) if tz == "UTC" else score_local(data, tz, **kwargs)
 
 
 def score_local(data: pd.DataFrame, tz: str, **kwargs: Any) -> pd.DataFrame:
@@ -278,8 +321,12 @@ def run_backtest(
     evaluation: Any = None,
     summary_extra: dict[str, Any] | None = None,
     notifications: bool = False,
+    engine: str | Engine | Any = "local",
 ) -> BacktestResult:
-    """Aggregate, score, and write the four outputs (see the module docstring)."""
+    """Aggregate, score, and write the four outputs (see the module docstring).
+
+    ``engine`` scores the series (see :func:`score_metrics`); aggregation runs here.
+    """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     writer = _RejectedWriter(out / "rejected.jsonl")
@@ -296,7 +343,9 @@ def run_backtest(
             f"no valid event in {', '.join(map(str, paths))} ({writer.count} rejected{why}); "
             f"the reasons are in {writer.path}"
         )
-    scores = score_metrics(pipeline, metrics, causal=causal, timezones=agg.series_timezones())
+    scores = score_metrics(
+        pipeline, metrics, causal=causal, timezones=agg.series_timezones(), engine=engine
+    )
     files = {
         "metrics": out / "metrics.csv",
         "anomalies": out / "anomalies.csv",

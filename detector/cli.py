@@ -32,6 +32,26 @@ causal_option = click.option(
 )
 
 
+def engine_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--engine`` and ``--scheduler``, shared by every command that scores series (score,
+    backtest, repair); :func:`detector.scoring.engines.open_engine` reads them."""
+    func = click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="With --engine dask: the scheduler of an existing cluster (tcp://host:8786). "
+        "Without it a local cluster of one worker per core is started.",
+    )(func)
+    return click.option(
+        "--engine",
+        type=click.Choice(["local", "dask"]),
+        default="local",
+        show_default=True,
+        help="Where series are scored: in this process, or spread over a dask.distributed "
+        "cluster (pip install 'detector[dask]'). The output is the same.",
+    )(func)
+
+
 def _fail_cleanly(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn DetectorError into a one-line message and its exit code, never a traceback."""
 
@@ -93,6 +113,7 @@ def main(verbose: int, log_json: bool) -> None:
     metavar="KEY=VALUE",
     help="A model or decision parameter, e.g. -p min_duration=3 -p direction=down (repeatable).",
 )
+@engine_options
 @_fail_cleanly
 def score(
     input_path: str,
@@ -105,6 +126,8 @@ def score(
     series_col: str,
     value_col: str,
     params: tuple[str, ...],
+    engine: str,
+    scheduler: str | None,
 ) -> None:
     """Score a long-format series file (timestamp, series, value) and write every point.
 
@@ -115,6 +138,7 @@ def score(
     from detector.models import create_model
     from detector.panel import parse_freq
     from detector.scoring import DetectionParams, score_frame
+    from detector.scoring.engines import check_engine, open_engine
 
     # Usage errors first, before reading a possibly large file.
     extra = parse_params(params)
@@ -123,12 +147,16 @@ def score(
     DetectionParams(sensitivity=sensitivity, **detection)
     if freq is not None:
         parse_freq(freq)
+    check_engine(engine, scheduler)
     started = time.perf_counter()
     cols = Columns(timestamp=timestamp_col, series=series_col, value=value_col)
-    data = read_series(input_path, cols)
-    scored = score_frame(
-        data, model=model, causal=causal, sensitivity=sensitivity, freq=freq, **extra
-    )
+    # The cluster first: an address that does not answer fails before a large file is read.
+    with open_engine(engine, scheduler) as eng:
+        data = read_series(input_path, cols)
+        scored = score_frame(
+            data, model=model, causal=causal, sensitivity=sensitivity, freq=freq, engine=eng,
+            **extra,
+        )  # fmt: skip
     write_scores(scored, output)
     anomalies = int(scored["is_anomaly"].sum())
     series = scored["series"].nunique()

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from detector.cli import _fail_cleanly, causal_option, main
+from detector.cli import _fail_cleanly, causal_option, engine_options, main
 from detector.errors import InputError
 from detector.runtime import tuned_gc
 
@@ -50,6 +50,7 @@ def _progress_total(paths: tuple[str, ...]) -> int:
     help="Run the alert router in dry-run mode: OUTDIR/notifications.jsonl (nothing is sent).",
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a tty).")
+@engine_options
 @_fail_cleanly
 def backtest(
     pipeline_file: str,
@@ -59,6 +60,8 @@ def backtest(
     no_report: bool,
     notifications: bool,
     progress: bool | None,
+    engine: str,
+    scheduler: str | None,
 ) -> None:
     """Aggregate EVENTS (JSONL, CSV or Parquet; .gz allowed) and score them as the stream would.
 
@@ -69,15 +72,18 @@ def backtest(
     from detector.backtest import run_backtest
     from detector.events.read import event_format
     from detector.pipeline.config import load_pipeline
+    from detector.scoring.engines import check_engine, open_engine
 
     pipeline = load_pipeline(pipeline_file)
     for path in events:
         event_format(path)
         if not Path(path).is_file():
             raise InputError("file not found", source=path)
+    check_engine(engine, scheduler)
     show = sys.stderr.isatty() if progress is None else progress
     started = time.perf_counter()
     with (
+        open_engine(engine, scheduler) as eng,
         tuned_gc(),
         click.progressbar(
             length=_progress_total(events),
@@ -95,6 +101,7 @@ def backtest(
             progress=bar.update,
             report=not no_report,
             notifications=notifications,
+            engine=eng,
         )
     _print_run(result, time.perf_counter() - started)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from detector.cli import _fail_cleanly, main
+from detector.cli import _fail_cleanly, engine_options, main
 from detector.errors import ConfigError
 
 DEFAULT_STORE = "sqlite:///detector.db"
@@ -508,6 +508,7 @@ def health(
 @click.option("--topic", default=None, help="Topic (default: the pipeline's Kafka source).")
 @store_option
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
+@engine_options
 @_fail_cleanly
 def repair(
     pipeline_file: str,
@@ -518,6 +519,8 @@ def repair(
     topic: str | None,
     store_url: str | None,
     dry_run: bool,
+    engine: str,
+    scheduler: str | None,
 ) -> None:
     """Recompute [--from, --to) from EVENTS files (or, without them, the Kafka topic) and
     reconcile the store's metrics and anomalies, reporting what changed."""
@@ -526,6 +529,7 @@ def repair(
     from detector.repair import events_from_files, events_from_kafka, margin
     from detector.repair import repair as run_repair
     from detector.runtime import tuned_gc
+    from detector.scoring.engines import check_engine, open_engine
     from detector.store import open_store
 
     pipeline = load_pipeline(pipeline_file)
@@ -535,6 +539,7 @@ def repair(
     for path in events:
         if not Path(path).is_file():
             raise InputError("file not found", source=path)
+    check_engine(engine, scheduler)
     if events:
         batches = events_from_files(events)
     else:
@@ -542,8 +547,8 @@ def repair(
         batches = events_from_kafka(servers, name, t1 - margin(pipeline))
     store = open_store(_store_url(pipeline, store_url))
     try:
-        with tuned_gc():
-            report = run_repair(pipeline, store, t1, t2, batches, dry_run=dry_run)
+        with open_engine(engine, scheduler) as eng, tuned_gc():
+            report = run_repair(pipeline, store, t1, t2, batches, dry_run=dry_run, engine=eng)
     finally:
         store.close()
     click.echo(report.to_text())

@@ -153,8 +153,13 @@ def repair(
     batches: Iterable[Sequence[Any]],
     *,
     dry_run: bool = False,
+    engine: Any = "local",
 ) -> RepairReport:
-    """Recompute ``[start, end)`` from ``batches`` of decoded events; reconcile the store."""
+    """Recompute ``[start, end)`` from ``batches`` of decoded events; reconcile the store.
+
+    ``engine`` re-scores the history (``"local"``, ``"dask"``, or an engine or
+    ``distributed.Client``: see :mod:`detector.scoring.engines`); the verdicts are the same.
+    """
     from detector.backtest import points_frame, score_metrics
 
     report = RepairReport(start, end)
@@ -200,7 +205,7 @@ def repair(
 
     scores = score_metrics(
         pipeline, history, causal=True, timezones=agg.series_timezones(),
-        feedback=load_feedback(store, pipeline.name),
+        feedback=load_feedback(store, pipeline.name), engine=engine,
     )  # fmt: skip
     in_range = scores[(scores["timestamp"] >= start) & (scores["timestamp"] < end)]
     now_anomalous = in_range[in_range["is_anomaly"].astype(bool)]

@@ -18,8 +18,11 @@ from detector.errors import ConfigError, InputError
 from detector.models import Model
 from detector.scoring import score_frame
 from detector.scoring.engine import check_scoring
+from detector.scoring.engines import Engine, check_engine, open_engine
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from detector.pipeline.config import Pipeline
 
 __all__ = ["score"]
@@ -33,6 +36,8 @@ def score(
     causal: bool = True,
     sensitivity: float = 1.0,
     freq: str | None = None,
+    engine: str | Engine | Client = "local",
+    scheduler: str | None = None,
     **params: Any,
 ) -> pd.DataFrame:
     """Score series; the table ``detector score`` writes (same code, same numbers).
@@ -50,6 +55,12 @@ def score(
     checks against their ``max_age``, series with a time zone on their local wall clock. The
     result is backtest's ``scores.csv``.
 
+    ``engine`` is the CLI's ``--engine``: ``"local"`` scores in this process; ``"dask"``
+    spreads the series over the dask.distributed cluster at ``scheduler``
+    (``"tcp://host:8786"``), or over a local cluster started for this call when none is named
+    (``pip install 'detector[dask]'``). A ``distributed.Client`` you opened can be passed as
+    the engine instead, to reuse its cluster over many calls. The output is identical.
+
     Returns :data:`~detector.types.OUTPUT_COLUMNS`, one row per series and time bucket.
 
     >>> score(pd.DataFrame({"timestamp": ["2026-01-05"], "value": [1.0]}), model="profil")
@@ -57,6 +68,7 @@ def score(
     ...
     detector.errors.ConfigError: Unknown model 'profil'. Did you mean 'profile'? ...
     """
+    check_engine(engine, scheduler)
     if pipeline is None and isinstance(model, str):
         # Usage errors first, before any work on the data (as the CLI does).
         check_scoring(
@@ -75,7 +87,9 @@ def score(
                 f"score(..., pipeline=...) takes each metric's model, sensitivity and params from "
                 f"the pipeline; do not pass {', '.join(extra)} (edit the pipeline instead)"
             )
-        return _score_pipeline(data, as_pipeline(pipeline), causal)
+        pipe = as_pipeline(pipeline)
+        with open_engine(engine, scheduler) as eng:
+            return _score_pipeline(data, pipe, causal, eng)
     if not isinstance(model, str):
         model_params = sorted(
             k for k in params if k not in DETECTION_PARAMS and k not in ENGINE_PARAMS
@@ -85,12 +99,16 @@ def score(
                 f"Model parameters {model_params} cannot be applied to a model object; "
                 "set them on the object, or pass the model by name"
             )
-    return score_frame(
-        data, model=model, causal=causal, sensitivity=sensitivity, freq=freq, **params
-    )
+    with open_engine(engine, scheduler) as eng:
+        return score_frame(
+            data, model=model, causal=causal, sensitivity=sensitivity, freq=freq, engine=eng,
+            **params,
+        )  # fmt: skip
 
 
-def _score_pipeline(data: pd.DataFrame, pipe: Pipeline, causal: bool) -> pd.DataFrame:
+def _score_pipeline(
+    data: pd.DataFrame, pipe: Pipeline, causal: bool, engine: Engine
+) -> pd.DataFrame:
     from detector.backtest import score_metrics
     from detector.tuning import series_timezones
 
@@ -110,4 +128,4 @@ def _score_pipeline(data: pd.DataFrame, pipe: Pipeline, causal: bool) -> pd.Data
         # A metrics table read from a file no longer carries the aggregator's record of the
         # time zones: read them from the series names, as `detector tune` does.
         timezones = series_timezones(pipe, metrics["series"].unique())
-    return score_metrics(pipe, metrics, causal=causal, timezones=timezones)
+    return score_metrics(pipe, metrics, causal=causal, timezones=timezones, engine=engine)
