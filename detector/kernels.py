@@ -42,7 +42,7 @@ def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @_jit
-def _lag_summary(x, lags, row0, med, tot, cnt):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _lag_summary(x, lags, row0, med, tot, cnt):
     t_all, n = x.shape
     k = lags.shape[0]
     buf = np.empty(k)
@@ -107,7 +107,7 @@ def lag_summary(
 
 
 @_jit
-def _window_sums(a, m):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+def _window_sums(a, m):
     t_all, n = a.shape
     out = np.empty((t_all, n))
     c = np.zeros(n)
@@ -150,7 +150,7 @@ def window_sums(a: np.ndarray, m: int) -> np.ndarray:
 
 
 @_jit
-def _normal_equations3(reg, active, y, w):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _normal_equations3(reg, active, y, w):
     _, t_all, n = reg.shape
     a = np.zeros((6, n))  # the upper triangle: 00, 01, 02, 11, 12, 22
     b = np.zeros((3, n))
@@ -191,3 +191,180 @@ def normal_equations(
     tri, b = _normal_equations3(*arrays)
     a = tri[[0, 1, 2, 1, 3, 4, 2, 4, 5]].T.reshape(-1, 3, 3)
     return np.ascontiguousarray(a), np.ascontiguousarray(b.T)
+
+
+@_jit
+def _scale_windows(x, e, var, ok, relative, m, h, min_change, min_abs_change):
+    t_all, n = x.shape
+    huge = np.finfo(np.float64).max
+    raw = np.empty((t_all, n))
+    valid = np.empty((t_all, n), dtype=np.bool_)
+    use = np.empty((t_all, n), dtype=np.bool_)
+    e_sum = np.empty((t_all, n))
+    x_sum = np.empty((t_all, n))
+    v_sum = np.empty((t_all, n))
+    # Running cumulative sums and the last m (h) of them, per quantity and series:
+    # 0 r, 1 var, 2 ok, 3 |e|, 4 e over m rows; 5 r, 6 ok over h rows.
+    c = np.zeros((7, n))
+    ring = np.zeros((7, max(m, h, 1), n))
+    q = np.empty(7)
+    sums = np.empty(7)
+    for t in range(t_all):
+        for j in range(n):
+            good = ok[t, j]
+            r = x[t, j] - e[t, j] if good else 0.0
+            vv = var[t, j] if good else 0.0
+            if m > 1:
+                cap = 4.0 * np.sqrt(vv)
+                r = np.nan if np.isnan(cap) or np.isnan(r) else min(max(r, -cap), cap)
+            q[0] = r
+            q[1] = vv
+            q[2] = 1.0 if good else 0.0
+            q[3] = abs(e[t, j]) if good else 0.0
+            q[4] = e[t, j] if good else 0.0
+            q[5] = q[0]
+            q[6] = q[2]
+            for k in range(7 if h > 0 else 5):
+                w = m if k < 5 else h
+                a = q[k]
+                if np.isnan(a):  # np.nan_to_num, as window_sums does
+                    a = 0.0
+                elif a == np.inf:
+                    a = huge
+                elif a == -np.inf:
+                    a = -huge
+                c[k, j] = a if t == 0 else c[k, j] + a
+                slot = t % w
+                sums[k] = c[k, j] - ring[k, slot, j] if t >= w else c[k, j]
+                ring[k, slot, j] = c[k, j]
+            s, v, cnt, lev, es = sums[0], sums[1], sums[2], sums[3], sums[4]
+            is_valid = good and cnt >= (m // 2 + 1) and v > 0
+            raw[t, j] = s / np.sqrt(v if v > 0 else 1.0) if is_valid else 0.0
+            nn = max(cnt, 1.0)
+            carries = m == 1 or (np.sign(r) == np.sign(s) and abs(r) >= 0.5 * abs(s) / nn)
+            if h > 0 and carries:
+                half = sums[5] / max(sums[6], 1.0)
+                carries = np.sign(half) == np.sign(s) and abs(half) >= 0.5 * abs(s) / nn
+            need = max(min_abs_change, min_change * (lev / nn) if relative[t, j] else 0.0)
+            valid[t, j] = is_valid
+            use[t, j] = carries and abs(s) / nn >= need and is_valid
+            e_sum[t, j] = es
+            x_sum[t, j] = es + s
+            v_sum[t, j] = v
+    return raw, valid, use, e_sum, x_sum, v_sum
+
+
+def scale_windows(
+    x: np.ndarray,
+    e: np.ndarray,
+    var: np.ndarray,
+    ok: np.ndarray,
+    relative: np.ndarray,
+    m: int,
+    min_change: float,
+    min_abs_change: float,
+) -> tuple[np.ndarray, ...]:
+    """The window statistics of one time scale (see ``detector.scoring.detect._scale``).
+
+    Returns ``raw, valid, use, e_sum, x_sum, v_sum``: ``use`` is ``carries & big & valid``,
+    the only way the decision reads those three. One pass and no temporaries, with the
+    arithmetic of the numpy version.
+    """
+    h = max(3, m // 4) if m >= 6 else 0
+    args = [np.ascontiguousarray(a, dtype=np.float64) for a in (x, e, var)]
+    masks = [np.ascontiguousarray(a, dtype=np.bool_) for a in (ok, relative)]
+    return _scale_windows(*args, *masks, int(m), int(h), float(min_change), float(min_abs_change))
+
+
+@_jit
+def _choice_sums(stack, x, lo, end, day):
+    nb, _, n = stack.shape
+    sums = np.zeros((8, nb, n))  # sx, sb, s(x-b), cover; the same over the last `day` rows
+    tail = max(lo, end - day)
+    for b in range(nb):
+        for t in range(lo, end):
+            for j in range(n):
+                xv = x[t, j]
+                bv = stack[b, t, j]
+                both = np.isfinite(xv) and np.isfinite(bv)
+                xs = xv if both else 0.0
+                bs = bv if both else 0.0
+                sums[0, b, j] += xs
+                sums[1, b, j] += bs
+                sums[2, b, j] += xs - bs
+                sums[3, b, j] += 1.0 if both else 0.0
+                if t >= tail:
+                    sums[4, b, j] += xs
+                    sums[5, b, j] += bs
+                    sums[6, b, j] += xs - bs
+                    sums[7, b, j] += 1.0 if both else 0.0
+    return sums
+
+
+def choice_sums(stack: np.ndarray, x: np.ndarray, lo: int, end: int, day: int) -> np.ndarray:
+    """For the profile's baseline choice: per baseline and series, over rows ``[lo, end)``
+    where both the value and the baseline are finite, the sums of values, of baselines, of
+    their differences and the count; then the same over the last ``day`` rows of the window.
+
+    Shape ``(8, baselines, series)``; each sum adds rows in order, as ``xs.sum(1)`` does on the
+    masked ``(baselines, rows, series)`` arrays, which are never built.
+    """
+    if x.shape[1] == 1:  # numpy sums one series' contiguous rows pairwise: do as it does
+        both = np.isfinite(stack[:, lo:end]) & np.isfinite(x[lo:end])[None]
+        xs = np.where(both, x[lo:end][None], 0.0)
+        bs = np.where(both, stack[:, lo:end], 0.0)
+        d = max(0, (end - lo) - day)
+        parts = (xs, bs, xs - bs, both.astype(float))
+        return np.stack([p.sum(1) for p in parts] + [p[:, d:].sum(1) for p in parts])
+    values = np.ascontiguousarray(x, dtype=np.float64)
+    return _choice_sums(np.ascontiguousarray(stack), values, int(lo), int(end), int(day))
+
+
+@_jit
+def _choice_error(stack, x, lo, end, ratio, offset, mult, seasonal):
+    nb, _, n = stack.shape
+    err = np.zeros((nb, n))
+    for b in range(nb):
+        for t in range(lo, end):
+            for j in range(n):
+                xv = x[t, j]
+                bv = stack[b, t, j]
+                if not (np.isfinite(xv) and np.isfinite(bv)):
+                    continue  # adds 0.0
+                fitted = bv
+                if seasonal[b]:
+                    fitted = bv * ratio[b, j] if mult[j] else bv + offset[b, j]
+                err[b, j] += abs(xv - fitted)
+    return err
+
+
+def choice_error(
+    stack: np.ndarray,
+    x: np.ndarray,
+    lo: int,
+    end: int,
+    ratio: np.ndarray,
+    offset: np.ndarray,
+    mult: np.ndarray,
+    seasonal: np.ndarray,
+) -> np.ndarray:
+    """Sum of absolute errors of each baseline over rows ``[lo, end)`` (both finite), seasonal
+    ones after their level correction (``* ratio`` for multiplicative series, ``+ offset``
+    otherwise). Shape ``(baselines, series)``."""
+    if x.shape[1] == 1:  # numpy sums one series' contiguous rows pairwise: do as it does
+        both = np.isfinite(stack[:, lo:end]) & np.isfinite(x[lo:end])[None]
+        xs = np.where(both, x[lo:end][None], 0.0)
+        bs = np.where(both, stack[:, lo:end], 0.0)
+        fitted = np.where(mult[None, None], bs * ratio[:, None], bs + offset[:, None])
+        fitted = np.where(seasonal[:, None, None], fitted, bs)
+        return np.where(both, np.abs(xs - fitted), 0.0).sum(1)
+    return _choice_error(
+        np.ascontiguousarray(stack),
+        np.ascontiguousarray(x, dtype=np.float64),
+        int(lo),
+        int(end),
+        np.ascontiguousarray(ratio, dtype=np.float64),
+        np.ascontiguousarray(offset, dtype=np.float64),
+        np.ascontiguousarray(mult, dtype=np.bool_),
+        np.ascontiguousarray(seasonal, dtype=np.bool_),
+    )

@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from detector.kernels import lag_summary, normal_equations, window_sums
+from detector.kernels import (
+    choice_error,
+    choice_sums,
+    lag_summary,
+    normal_equations,
+    scale_windows,
+    window_sums,
+)
 from detector.models.base import lagged_stack, nanmedian0
 from detector.panel import _grouped, _unique_buckets, to_panel
 
@@ -136,3 +143,94 @@ def test_rows_sharing_a_bucket_take_the_grouped_path() -> None:
     assert _unique_buckets(data, pd.Timedelta("5min")) is None
     panel = to_panel(data, "5min")
     assert panel.values[:, 0].tolist() == [2.0, 5.0] and panel.merged_rows == 1
+
+
+def _numpy_scale(x, e, var, ok, relative, m, min_change, min_abs_change):
+    """The detection layer's window statistics as numpy computed them before the kernel."""
+    ws = _cumsum_window_sums
+    r = np.where(ok, x - e, 0.0)
+    if m > 1:
+        cap = 4.0 * np.sqrt(np.where(ok, var, 0.0))
+        r = np.clip(r, -cap, cap)
+    s = ws(r, m)
+    v = ws(np.where(ok, var, 0.0), m)
+    n = ws(ok.astype(float), m)
+    valid = ok & (n >= (m // 2 + 1)) & (v > 0)
+    raw = np.where(valid, s / np.sqrt(np.where(v > 0, v, 1.0)), 0.0)
+    nn = np.maximum(n, 1)
+    carries = (np.sign(r) == np.sign(s)) & (np.abs(r) >= 0.5 * np.abs(s) / nn)
+    if m >= 6:
+        h = max(3, m // 4)
+        half = ws(r, h) / np.maximum(ws(ok.astype(float), h), 1)
+        carries &= (np.sign(half) == np.sign(s)) & (np.abs(half) >= 0.5 * np.abs(s) / nn)
+    if m == 1:
+        carries = np.ones_like(valid)
+    level = ws(np.where(ok, np.abs(e), 0.0), m) / nn
+    need = np.maximum(min_abs_change, np.where(relative, min_change * level, 0.0))
+    big = np.abs(s) / nn >= need
+    e_sum = ws(np.where(ok, e, 0.0), m)
+    return raw, valid, carries & big & valid, e_sum, e_sum + s, v
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    t=st.integers(0, 80),
+    n=st.integers(1, 4),
+    m=st.sampled_from([1, 3, 6, 12, 24]),
+    seed=st.integers(0, 2**32 - 1),
+    min_abs=st.sampled_from([0.0, 2.0]),
+)
+def test_scale_windows_equal_the_numpy_statistics(
+    t: int, n: int, m: int, seed: int, min_abs: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    e = rng.gamma(2.0, 20.0, size=(t, n))
+    x = np.round(rng.normal(e, np.sqrt(e) * rng.choice([1.0, 5.0], size=(t, n))))
+    x[rng.random((t, n)) < 0.1] = np.nan
+    var = e * rng.uniform(0.5, 3.0, size=(t, n))
+    var[rng.random((t, n)) < 0.05] = 0.0
+    ok = np.isfinite(x) & (rng.random((t, n)) < 0.9)
+    relative = rng.random((t, n)) < 0.7
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = _numpy_scale(x, e, var, ok, relative, m, 0.1, min_abs)
+    got = scale_windows(x, e, var, ok, relative, m, 0.1, min_abs)
+    names = ("raw", "valid", "use", "e_sum", "x_sum", "v_sum")
+    for name, a, b in zip(names, got, want, strict=True):
+        assert np.array_equal(a, b, equal_nan=True), name
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    t=st.integers(1, 60),
+    n=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
+)
+def test_choice_sums_and_errors_equal_the_masked_numpy_sums(
+    t: int, n: int, seed: int, data: st.DataObject
+) -> None:
+    rng = np.random.default_rng(seed)
+    lo = data.draw(st.integers(0, t - 1))
+    end = data.draw(st.integers(lo, t))
+    day = data.draw(st.integers(1, 30))
+    x = rng.gamma(2.0, 10.0, size=(t, n))
+    x[rng.random((t, n)) < 0.1] = np.nan
+    stack = rng.gamma(2.0, 10.0, size=(4, t, n))
+    stack[rng.random(stack.shape) < 0.2] = np.nan
+    mult = rng.random(n) < 0.5
+    seasonal = np.array([False, False, True, True])
+    got = choice_sums(stack, x, lo, end, day)
+    both = np.isfinite(stack[:, lo:end]) & np.isfinite(x[lo:end])[None]
+    xs = np.where(both, x[lo:end][None], 0.0)
+    bs = np.where(both, stack[:, lo:end], 0.0)
+    d = max(0, (end - lo) - day)
+    want = [xs.sum(1), bs.sum(1), (xs - bs).sum(1), both.sum(1)]
+    want += [xs[:, d:].sum(1), bs[:, d:].sum(1), (xs - bs)[:, d:].sum(1), both[:, d:].sum(1)]
+    for k, w in enumerate(want):
+        assert np.array_equal(got[k], w), k
+    ratio = rng.uniform(0.5, 2.0, size=(4, n))
+    offset = rng.normal(size=(4, n))
+    fitted = np.where(mult[None, None], bs * ratio[:, None], bs + offset[:, None])
+    fitted = np.where(seasonal[:, None, None], fitted, bs)
+    err = np.where(both, np.abs(xs - fitted), 0.0).sum(1)
+    assert np.array_equal(choice_error(stack, x, lo, end, ratio, offset, mult, seasonal), err)

@@ -45,7 +45,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from detector.errors import ConfigError
-from detector.kernels import lag_summary
+from detector.kernels import choice_error, choice_sums, lag_summary
 from detector.models.base import Forecast, SeriesInfo, nanmedian0, register
 from detector.models.noise import NoiseModel
 from detector.models.seasonality import autocorrelation, candidate_periods
@@ -239,19 +239,18 @@ class SeasonalProfileModel(NoiseModel, BaseEstimator):
         """
         x = panel.values[lo:end]
         names = self.baselines_
-        both = np.isfinite(self.stack_[:, lo:end]) & np.isfinite(x)[None]
-        xs = np.where(both, x[None], 0.0)
-        bs = np.where(both, self.stack_[:, lo:end], 0.0)
+        day = max(self.level_window, min(int(panel.steps_per_day), x.shape[0]))
+        sx, sb, sd, cover, sxd, sbd, sdd, cover_d = choice_sums(
+            self.stack_, panel.values, lo, end, day
+        )
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            ratio = xs.sum(1) / bs.sum(1)
-            offset = (xs - bs).sum(1) / both.sum(1)
+            ratio = sx / sb
+            offset = sd / cover
         ratio = np.where(np.isfinite(ratio) & (ratio > 0), ratio, 1.0)
         offset = np.nan_to_num(offset)
         seasonal = np.array([n in ("daily", "weekly") for n in names])
-        fitted = np.where(self.mult_[None, None], bs * ratio[:, None], bs + offset[:, None])
-        fitted = np.where(seasonal[:, None, None], fitted, bs)
-        cover = both.sum(1)
-        mae = np.where(both, np.abs(xs - fitted), 0.0).sum(1) / np.maximum(cover, 1)
+        err = choice_error(self.stack_, panel.values, lo, end, ratio, offset, self.mult_, seasonal)
+        mae = err / np.maximum(cover, 1)
         need = max(self.level_window * 2, min(int(panel.steps_per_day), self.window_steps_ // 2))
         mae = np.where(cover >= need, mae, np.inf)
         level, naive = names.index("level"), names.index("naive")
@@ -282,11 +281,9 @@ class SeasonalProfileModel(NoiseModel, BaseEstimator):
         # day (not the whole window, which may straddle a level shift).
         switched = (best != prev) & seasonal[best]
         if switched.any():
-            day = max(self.level_window, min(int(panel.steps_per_day), x.shape[0]))
-            xd, bd = xs[:, -day:], bs[:, -day:]
             with np.errstate(invalid="ignore", divide="ignore"):
-                recent = xd.sum(1) / bd.sum(1)
-                recent_off = (xd - bd).sum(1) / both[:, -day:].sum(1)
+                recent = sxd / sbd
+                recent_off = sdd / cover_d
             recent = np.where(np.isfinite(recent) & (recent > 0), recent, ratio)
             recent_off = np.where(np.isfinite(recent_off), recent_off, offset)
             r = np.take_along_axis(recent, best[None], axis=0)[0]

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import stats
 
 from detector.errors import ConfigError
+from detector.kernels import scale_windows
 from detector.models.base import FAMILIES
 from detector.scoring.calibration import (
     NORMAL_MEDIAN_SQ,
@@ -103,13 +104,24 @@ class Detection:
 
 @dataclass
 class _Scale:
-    """Window sums of one time scale for every row, computed once before deciding."""
+    """Window sums of one time scale for every row, computed once before deciding.
+
+    ``use``: the window is valid, its newest point carries the window's deviation (same sign
+    and at least half the window's mean size, and for windows of 6 and more the newest
+    quarter too: once an outage is over, its zeros still fill the window for a while, but
+    they no longer describe "now"), and the change is large enough to matter
+    (``min_change``). Windows look for moderate, lasting deviations, so for m > 1 each
+    residual is capped at 4 sd: one huge point is judged at m = 1 and must not dominate a
+    window sum for a whole window length after it. ``x_sum`` is ``e_sum`` plus the capped
+    residuals: the count tail judges the same (winsorised) evidence as the normal z, or the
+    raw total of a window that still holds an explosion would flag every quiet bucket after
+    it. Computed in one compiled pass (:func:`detector.kernels.scale_windows`).
+    """
 
     m: int
     raw: np.ndarray  # uncalibrated z of the summed residual
     valid: np.ndarray
-    carries: np.ndarray  # the newest point carries the window's deviation
-    big: np.ndarray  # the change is large enough to matter (min_change)
+    use: np.ndarray
     e_sum: np.ndarray
     x_sum: np.ndarray
     v_sum: np.ndarray
@@ -124,39 +136,9 @@ def _scale(
     m: int,
     params: DetectionParams,
 ) -> _Scale:
-    r = np.where(ok, x - e, 0.0)
-    if m > 1:
-        # Windows look for moderate, lasting deviations; one huge point is judged at m = 1
-        # and must not dominate a window sum for a whole window length after it.
-        cap = 4.0 * np.sqrt(np.where(ok, var, 0.0))
-        r = np.clip(r, -cap, cap)
-    s = window_sums(r, m)
-    v = window_sums(np.where(ok, var, 0.0), m)
-    n = window_sums(ok.astype(float), m)
-    valid = ok & (n >= (m // 2 + 1)) & (v > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        raw = np.where(valid, s / np.sqrt(np.where(v > 0, v, 1.0)), 0.0)
-    # A window only speaks for the newest point if that point itself carries the deviation:
-    # same sign and at least half the window's mean size (so an incident's end is not flagged
-    # for a whole window length after it).
-    nn = np.maximum(n, 1)
-    carries = (np.sign(r) == np.sign(s)) & (np.abs(r) >= 0.5 * np.abs(s) / nn)
-    if m >= 6:
-        # The newest quarter of the window must carry it as well: once an outage is over,
-        # its zeros still fill the window for a while, but they no longer describe "now".
-        h = max(3, m // 4)
-        half = window_sums(r, h) / np.maximum(window_sums(ok.astype(float), h), 1)
-        carries &= (np.sign(half) == np.sign(s)) & (np.abs(half) >= 0.5 * np.abs(s) / nn)
-    if m == 1:
-        carries = np.ones_like(valid)
-    level = window_sums(np.where(ok, np.abs(e), 0.0), m) / nn
-    need = np.maximum(params.min_abs_change, np.where(relative, params.min_change * level, 0.0))
-    big = np.abs(s) / nn >= need
-    e_sum = window_sums(np.where(ok, e, 0.0), m)
-    # The count tail judges the same (winsorised) evidence as the normal z: the raw total of a
-    # window that still holds an explosion would flag every quiet bucket after it.
-    x_sum = e_sum + s
-    return _Scale(m, raw, valid, carries, big, e_sum, x_sum, v)
+    with np.errstate(invalid="ignore"):
+        out = scale_windows(x, e, var, ok, relative, m, params.min_change, params.min_abs_change)
+    return _Scale(m, *out)
 
 
 def _calibrated(
@@ -183,7 +165,7 @@ def _calibrated(
     if sub.any():
         v = sc.v_sum[a:stop] * factor
         z[sub] = count_tail_z(sc.x_sum[a:stop][sub], sc.e_sum[a:stop][sub], v[sub])
-    z = np.where(sc.carries[a:stop] & sc.big[a:stop] & sc.valid[a:stop], z, 0.0)
+    z = np.where(sc.use[a:stop], z, 0.0)
     return z, factor
 
 
