@@ -7,12 +7,15 @@ their own. Only loopback addresses are used.
 
 from __future__ import annotations
 
+import functools
+import os
 import socket
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dask
 import distributed
 import pandas as pd
 import pytest
@@ -245,3 +248,16 @@ def test_a_scheduler_without_workers_fails_in_time_naming_it():
             pass
     finally:
         empty.close()
+
+
+def test_a_cluster_that_loses_the_work_is_a_runtime_error_naming_it():
+    # A task that kills its worker (as the OOM killer would), on a cluster that gives up at
+    # the first loss rather than retrying on the next worker.
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        open_engine("dask", n_workers=1) as engine,
+    ):
+        assert isinstance(engine, DaskEngine)
+        with pytest.raises(EngineError, match=f"dask cluster at {engine.address} lost") as err:
+            engine.map(functools.partial(os._exit, 1), [{}])
+        assert "KilledWorker" in str(err.value)
