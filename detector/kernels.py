@@ -184,6 +184,8 @@ def normal_equations(
     ``(time, series)``; returns ``A (series, k, k)`` and ``b (series, k)``. Compiled for the
     variance model's three regressors; other ``k`` run the einsums.
     """
+    if y.shape != reg.shape[1:] or w.shape != y.shape or active.shape != (reg.shape[0], y.shape[1]):
+        raise ValueError(f"normal_equations: reg {reg.shape}, active {active.shape}, y {y.shape}")
     if reg.shape[0] != 3:
         r = reg * active[:, None, :]
         return np.einsum("itn,jtn,tn->nij", r, r, w), np.einsum("itn,tn,tn->ni", r, y, w)
@@ -194,22 +196,19 @@ def normal_equations(
 
 
 @_jit
-def _scale_windows(x, e, var, ok, relative, m, h, min_change, min_abs_change):
-    t_all, n = x.shape
+def _scale_windows(
+    x, e, var, ok, relative, m, h, min_change, min_abs_change, a, stop, c, ring, raw, valid
+):
+    _, n = x.shape
     huge = np.finfo(np.float64).max
-    raw = np.empty((t_all, n))
-    valid = np.empty((t_all, n), dtype=np.bool_)
-    use = np.empty((t_all, n), dtype=np.bool_)
-    e_sum = np.empty((t_all, n))
-    x_sum = np.empty((t_all, n))
-    v_sum = np.empty((t_all, n))
-    # Running cumulative sums and the last m (h) of them, per quantity and series:
-    # 0 r, 1 var, 2 ok, 3 |e|, 4 e over m rows; 5 r, 6 ok over h rows.
-    c = np.zeros((7, n))
-    ring = np.zeros((7, max(m, h, 1), n))
+    rows = stop - a
+    use = np.empty((rows, n), dtype=np.bool_)
+    e_sum = np.empty((rows, n))
+    x_sum = np.empty((rows, n))
+    v_sum = np.empty((rows, n))
     q = np.empty(7)
     sums = np.empty(7)
-    for t in range(t_all):
+    for t in range(a, stop):
         for j in range(n):
             good = ok[t, j]
             r = x[t, j] - e[t, j] if good else 0.0
@@ -226,14 +225,14 @@ def _scale_windows(x, e, var, ok, relative, m, h, min_change, min_abs_change):
             q[6] = q[2]
             for k in range(7 if h > 0 else 5):
                 w = m if k < 5 else h
-                a = q[k]
-                if np.isnan(a):  # np.nan_to_num, as window_sums does
-                    a = 0.0
-                elif a == np.inf:
-                    a = huge
-                elif a == -np.inf:
-                    a = -huge
-                c[k, j] = a if t == 0 else c[k, j] + a
+                v = q[k]
+                if np.isnan(v):  # np.nan_to_num, as window_sums does
+                    v = 0.0
+                elif v == np.inf:
+                    v = huge
+                elif v == -np.inf:
+                    v = -huge
+                c[k, j] = v if t == 0 else c[k, j] + v
                 slot = t % w
                 sums[k] = c[k, j] - ring[k, slot, j] if t >= w else c[k, j]
                 ring[k, slot, j] = c[k, j]
@@ -247,11 +246,63 @@ def _scale_windows(x, e, var, ok, relative, m, h, min_change, min_abs_change):
                 carries = np.sign(half) == np.sign(s) and abs(half) >= 0.5 * abs(s) / nn
             need = max(min_abs_change, min_change * (lev / nn) if relative[t, j] else 0.0)
             valid[t, j] = is_valid
-            use[t, j] = carries and abs(s) / nn >= need and is_valid
-            e_sum[t, j] = es
-            x_sum[t, j] = es + s
-            v_sum[t, j] = v
-    return raw, valid, use, e_sum, x_sum, v_sum
+            i = t - a
+            use[i, j] = carries and abs(s) / nn >= need and is_valid
+            e_sum[i, j] = es
+            x_sum[i, j] = es + s
+            v_sum[i, j] = v
+    return use, e_sum, x_sum, v_sum
+
+
+class ScaleWindows:
+    """The window statistics of one time scale (see ``detector.scoring.detect._Scale``), row
+    range by row range, in order.
+
+    ``raw`` (the uncalibrated z of the summed residual) and ``valid`` are kept for every row,
+    since calibration reads the past; :meth:`rows` returns, for the rows it was asked for
+    only, ``use`` (``carries & big & valid``: the only way the decision reads those three),
+    ``e_sum``, ``x_sum`` and ``v_sum``. The running sums carry over from one call to the
+    next, so the statistics of a range equal those of one pass over the whole panel: the
+    same additions, in the same order, as the numpy code (cumulative sums minus the
+    cumulative sums ``m`` rows earlier).
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        e: np.ndarray,
+        var: np.ndarray,
+        ok: np.ndarray,
+        relative: np.ndarray,
+        m: int,
+        min_change: float,
+        min_abs_change: float,
+    ) -> None:
+        self.m = int(m)
+        self.h = max(3, self.m // 4) if self.m >= 6 else 0
+        self._inputs = [np.ascontiguousarray(v, dtype=np.float64) for v in (x, e, var)]
+        self._inputs += [np.ascontiguousarray(v, dtype=np.bool_) for v in (ok, relative)]
+        self._limits = (float(min_change), float(min_abs_change))
+        t, n = x.shape
+        self.raw = np.zeros((t, n))
+        self.valid = np.zeros((t, n), dtype=bool)
+        self._c = np.zeros((7, n))
+        self._ring = np.zeros((7, max(self.m, self.h, 1), n))
+        self._next = 0
+
+    def rows(self, a: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``use, e_sum, x_sum, v_sum`` of rows ``[a, stop)``; ``a`` is where the last call
+        stopped (0 at first)."""
+        if a != self._next or not a <= stop <= self.raw.shape[0]:
+            raise ValueError(
+                f"ScaleWindows.rows: expected rows from {self._next} to at most "
+                f"{self.raw.shape[0]}, got [{a}, {stop})"
+            )
+        self._next = stop
+        return _scale_windows(
+            *self._inputs, self.m, self.h, *self._limits, int(a), int(stop),
+            self._c, self._ring, self.raw, self.valid,
+        )  # fmt: skip
 
 
 def scale_windows(
@@ -264,16 +315,10 @@ def scale_windows(
     min_change: float,
     min_abs_change: float,
 ) -> tuple[np.ndarray, ...]:
-    """The window statistics of one time scale (see ``detector.scoring.detect._scale``).
-
-    Returns ``raw, valid, use, e_sum, x_sum, v_sum``: ``use`` is ``carries & big & valid``,
-    the only way the decision reads those three. One pass and no temporaries, with the
-    arithmetic of the numpy version.
-    """
-    h = max(3, m // 4) if m >= 6 else 0
-    args = [np.ascontiguousarray(a, dtype=np.float64) for a in (x, e, var)]
-    masks = [np.ascontiguousarray(a, dtype=np.bool_) for a in (ok, relative)]
-    return _scale_windows(*args, *masks, int(m), int(h), float(min_change), float(min_abs_change))
+    """:class:`ScaleWindows` of every row at once: ``raw, valid, use, e_sum, x_sum, v_sum``."""
+    sw = ScaleWindows(x, e, var, ok, relative, m, min_change, min_abs_change)
+    use, e_sum, x_sum, v_sum = sw.rows(0, x.shape[0])
+    return sw.raw, sw.valid, use, e_sum, x_sum, v_sum
 
 
 @_jit
@@ -301,6 +346,12 @@ def _choice_sums(stack, x, lo, end, day):
     return sums
 
 
+def _check_rows(lo: int, end: int, x: np.ndarray, stack: np.ndarray) -> None:
+    # The kernels do not check their indices (numba): a bad range must stop here.
+    if not 0 <= lo <= end <= x.shape[0] or stack.shape[1:] != x.shape:
+        raise ValueError(f"rows [{lo}, {end}) of a {x.shape} panel, stack {stack.shape}")
+
+
 def choice_sums(stack: np.ndarray, x: np.ndarray, lo: int, end: int, day: int) -> np.ndarray:
     """For the profile's baseline choice: per baseline and series, over rows ``[lo, end)``
     where both the value and the baseline are finite, the sums of values, of baselines, of
@@ -309,6 +360,7 @@ def choice_sums(stack: np.ndarray, x: np.ndarray, lo: int, end: int, day: int) -
     Shape ``(8, baselines, series)``; each sum adds rows in order, as ``xs.sum(1)`` does on the
     masked ``(baselines, rows, series)`` arrays, which are never built.
     """
+    _check_rows(lo, end, x, stack)
     if x.shape[1] == 1:  # numpy sums one series' contiguous rows pairwise: do as it does
         both = np.isfinite(stack[:, lo:end]) & np.isfinite(x[lo:end])[None]
         xs = np.where(both, x[lo:end][None], 0.0)
@@ -351,6 +403,7 @@ def choice_error(
     """Sum of absolute errors of each baseline over rows ``[lo, end)`` (both finite), seasonal
     ones after their level correction (``* ratio`` for multiplicative series, ``+ offset``
     otherwise). Shape ``(baselines, series)``."""
+    _check_rows(lo, end, x, stack)
     if x.shape[1] == 1:  # numpy sums one series' contiguous rows pairwise: do as it does
         both = np.isfinite(stack[:, lo:end]) & np.isfinite(x[lo:end])[None]
         xs = np.where(both, x[lo:end][None], 0.0)
@@ -368,3 +421,109 @@ def choice_error(
         np.ascontiguousarray(mult, dtype=np.bool_),
         np.ascontiguousarray(seasonal, dtype=np.bool_),
     )
+
+
+@_jit
+def _decide_rows(
+    a, stop, zeff, zvar, ok, scorable, x, shifts, run, stale_need, wobbly, burst_ok, settled,
+    events, st_sign, st_start, st_streak, st_zero, st_zero_start, kind, is_anomaly, run_start,
+    thr, hold_thr, min_duration, burst_thr, min_shift, zero_events, noisy_thr, var_window,
+):  # fmt: skip
+    n = x.shape[1]
+    for i in range(a, stop):
+        for j in range(n):
+            zi = zeff[i - a, j]
+            side = np.sign(zi) if abs(zi) >= hold_thr else 0.0
+            if side == 0:
+                st_streak[j] = 0.0
+            elif np.sign(st_streak[j]) == side:
+                st_streak[j] = st_streak[j] + side
+            else:
+                st_streak[j] = side
+            # Minimum duration: a lone point opens an anomaly only if it is far out (burst).
+            lasting = abs(st_streak[j]) >= min_duration
+            strong = abs(zi) >= thr and (lasting or (burst_ok[i, j] and abs(zi) >= burst_thr))
+            sign = st_sign[j]
+            cont = sign != 0 and zi * sign >= hold_thr
+            new = strong and (sign == 0 or np.sign(zi) != sign)
+            if new:
+                st_start[j] = i
+                sign = np.sign(zi)
+            elif not (strong or cont):
+                sign = 0.0
+            good = ok[i, j]
+            xv = x[i, j]
+            miss = not np.isfinite(xv)  # a gap neither opens nor closes an anomaly
+            f = (strong or cont) and good
+            # An accepted shift is news when it ends an open anomaly or is big; a small
+            # re-levelling of a series nobody was alerted about is the model's business.
+            moved = shifts[i, j] != 0
+            big = abs(shifts[i, j]) >= min_shift and settled[i, j]
+            accepted = moved and scorable[i, j] and (sign != 0 or big)
+            # A run of exact zeros where many events were expected: nothing sold at all. The
+            # chance of that by luck is about exp(-expected events); the default 20 leaves
+            # room for overdispersion (e^2 / var underestimates events then).
+            zero_now = good and xv == 0 and events[i, j] > 0
+            if zero_now and st_zero[j] == 0:
+                st_zero_start[j] = i
+            if zero_now:
+                st_zero[j] = st_zero[j] + events[i, j]
+            elif good:
+                st_zero[j] = 0.0
+            nothing = zero_now and st_zero[j] >= zero_events and not f
+            f = f or nothing
+            if nothing and sign >= 0:
+                st_start[j] = st_zero_start[j]
+            if nothing:
+                sign = -1.0
+            stale = run[i, j] >= stale_need[i, j] and good and not f
+            noisy = zvar[i, j] >= noisy_thr and good and not f and not stale and wobbly[i, j]
+            k = (1 if sign > 0 else 2) if f else 0
+            if accepted:
+                k = 3
+            if stale:
+                k = 4
+            if noisy:
+                k = 6
+            kind[i, j] = 5 if (miss and scorable[i, j]) else k
+            is_anomaly[i, j] = f or accepted or stale or noisy
+            if noisy:
+                run_start[i, j] = i - var_window + 1
+            elif f or accepted:
+                run_start[i, j] = st_start[j]
+            elif stale:
+                run_start[i, j] = int(i - run[i, j])
+            else:
+                run_start[i, j] = -1
+            if moved:  # after an accepted shift the level is the new normal: close it
+                sign = 0.0
+            if not (good or miss):
+                sign = 0.0
+            st_sign[j] = sign
+
+
+def decide_rows(a: int, stop: int, zeff: np.ndarray, arrays: dict, state: Any, out: Any,
+                limits: tuple[float, ...]) -> None:  # fmt: skip
+    """Rows ``[a, stop)`` of the detection layer's row-by-row decision, in place.
+
+    ``arrays``: the ``(time, series)`` inputs by name (zvar, ok, scorable, x, shifts, run,
+    stale_need, wobbly, burst_ok, settled, events); ``state`` the open-anomaly state carried
+    from row to row (sign, start, streak, zero, zero_start); ``out`` receives kind,
+    is_anomaly, run_start; ``limits`` the thresholds (z, hold * z, min_duration, burst * z,
+    min_shift, zero_events, variance_factor * z, the variance window). The same comparisons
+    and updates as ``detector.scoring.detect._decide_row``, per series and row.
+    """
+    names = ("zvar", "ok", "scorable", "x", "shifts", "run", "stale_need", "wobbly",
+             "burst_ok", "settled", "events")  # fmt: skip
+    shape = arrays["x"].shape
+    if (
+        not 0 <= a <= stop <= shape[0]
+        or zeff.shape != (stop - a, shape[1])
+        or any(arrays[k].shape != shape for k in names)
+    ):
+        raise ValueError(f"decide_rows: rows [{a}, {stop}) of {shape}, zeff {zeff.shape}")
+    _decide_rows(
+        int(a), int(stop), np.ascontiguousarray(zeff), *(arrays[k] for k in names),
+        state.sign, state.start, state.streak, state.zero, state.zero_start,
+        out.kind, out.is_anomaly, out.run_start, *limits,
+    )  # fmt: skip

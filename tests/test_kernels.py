@@ -6,6 +6,8 @@ loop is compiled, so the kernels keep their twins' order of additions.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,15 +16,18 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from detector.kernels import (
+    ScaleWindows,
     choice_error,
     choice_sums,
+    decide_rows,
     lag_summary,
     normal_equations,
     scale_windows,
     window_sums,
 )
 from detector.models.base import lagged_stack, nanmedian0
-from detector.panel import _grouped, _unique_buckets, to_panel
+from detector.panel import _grouped, _unique_buckets, infer_freq, to_panel
+from detector.scoring.detect import VARIANCE_WINDOW, Detection, DetectionParams, _Open
 
 values = st.one_of(st.just(np.nan), st.floats(-1e6, 1e6, width=64))
 panels = hnp.arrays(np.float64, st.tuples(st.integers(0, 40), st.integers(1, 5)), elements=values)
@@ -194,6 +199,15 @@ def test_scale_windows_equal_the_numpy_statistics(
     with np.errstate(invalid="ignore", divide="ignore"):
         want = _numpy_scale(x, e, var, ok, relative, m, 0.1, min_abs)
     got = scale_windows(x, e, var, ok, relative, m, 0.1, min_abs)
+    # Period by period, as the decision asks for them, the running sums carry over.
+    sw = ScaleWindows(x, e, var, ok, relative, m, 0.1, min_abs)
+    cut = t // 3
+    first, second = sw.rows(0, cut), sw.rows(cut, t)
+    pieces = [np.concatenate([a, b]) for a, b in zip(first, second, strict=True)]
+    assert all(np.array_equal(a, b) for a, b in zip(pieces, got[2:], strict=True))
+    assert np.array_equal(sw.raw, got[0]) and np.array_equal(sw.valid, got[1])
+    with pytest.raises(ValueError, match="expected rows from"):
+        sw.rows(0, 1)
     names = ("raw", "valid", "use", "e_sum", "x_sum", "v_sum")
     for name, a, b in zip(names, got, want, strict=True):
         assert np.array_equal(a, b, equal_nan=True), name
@@ -234,3 +248,153 @@ def test_choice_sums_and_errors_equal_the_masked_numpy_sums(
     fitted = np.where(seasonal[:, None, None], fitted, bs)
     err = np.where(both, np.abs(xs - fitted), 0.0).sum(1)
     assert np.array_equal(choice_error(stack, x, lo, end, ratio, offset, mult, seasonal), err)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    minutes=st.lists(st.integers(0, 600), min_size=2, max_size=40),
+    names=st.lists(st.sampled_from(["a", "b", "c"]), min_size=2, max_size=40),
+    shuffle=st.booleans(),
+)
+def test_the_inferred_step_of_sorted_rows_equals_the_grouped_one(
+    minutes: list[int], names: list[str], shuffle: bool
+) -> None:
+    k = min(len(minutes), len(names))
+    data = pd.DataFrame(
+        {
+            "timestamp": pd.Timestamp("2026-03-01", tz="UTC")
+            + pd.to_timedelta(np.asarray(minutes[:k]) * 60, unit="s"),
+            "series": names[:k],
+            "value": 1.0,
+        }
+    )
+    data = data.sort_values(["series", "timestamp"], kind="stable").reset_index(drop=True)
+    if shuffle:
+        data = data.iloc[::-1].reset_index(drop=True)  # unsorted: the general path
+    try:
+        want = infer_freq(data.sample(frac=1.0, random_state=0))  # never sorted: grouped
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            infer_freq(data)
+        return
+    assert infer_freq(data) == want
+
+
+def _numpy_decide_row(  # the detection layer's row step as numpy had it
+    i: int,
+    out: Any,
+    st: Any,
+    zi: np.ndarray,
+    zv: np.ndarray,
+    ok: np.ndarray,
+    scorable: np.ndarray,
+    x: np.ndarray,
+    shifts: np.ndarray,
+    run: np.ndarray,
+    stale_need: np.ndarray,
+    params: Any,
+    wobbly: np.ndarray,
+    burst_ok: np.ndarray,
+    settled_in: np.ndarray,
+    events: np.ndarray,
+) -> None:
+    """Decide row ``i`` for every series from its z and the state left by row ``i - 1``."""
+    thr = params.z
+    side = np.where(np.abs(zi) >= params.hold * thr, np.sign(zi), 0.0)
+    st.streak = np.where(
+        side == 0, 0.0, np.where(np.sign(st.streak) == side, st.streak + side, side)
+    )
+    # Minimum duration: a lone point opens an anomaly only if it is far out (burst).
+    lasting = np.abs(st.streak) >= params.min_duration
+    strong = (np.abs(zi) >= thr) & (lasting | (burst_ok & (np.abs(zi) >= params.burst * thr)))
+    cont = (st.sign != 0) & (zi * st.sign >= params.hold * thr)
+    new = strong & ((st.sign == 0) | (np.sign(zi) != st.sign))
+    st.start = np.where(new, i, st.start)
+    st.sign = np.where(new, np.sign(zi), np.where(strong | cont, st.sign, 0.0))
+    miss = ~np.isfinite(x[i])  # a gap neither opens nor closes an anomaly
+    f = (strong | cont) & ok[i]
+    # An accepted shift is news when it ends an open anomaly or is big; a small re-levelling
+    # of a series nobody was alerted about is the model's business, not an alert.
+    moved = shifts[i] != 0
+    big = (np.abs(shifts[i]) >= params.min_shift) & settled_in
+    accepted = moved & scorable[i] & ((st.sign != 0) | big)
+    # A run of exact zeros where many events were expected: nothing sold at all. The chance
+    # of that by luck is about exp(-expected events); the default 20 leaves room for
+    # overdispersion (e^2 / var underestimates events then, but not always by enough).
+    zero_now = ok[i] & (x[i] == 0) & (events > 0)
+    st.zero_start = np.where(zero_now & (st.zero == 0), i, st.zero_start)
+    st.zero = np.where(zero_now, st.zero + events, np.where(ok[i], 0.0, st.zero))
+    nothing = zero_now & (st.zero >= params.zero_events) & ~f
+    f = f | nothing
+    st.start = np.where(nothing & (st.sign >= 0), st.zero_start, st.start)
+    st.sign = np.where(nothing, -1.0, st.sign)
+    stale = (run[i] >= stale_need[i]) & ok[i] & ~f
+    noisy = (zv >= thr * params.variance_factor) & ok[i] & ~f & ~stale & wobbly
+    kind = np.where(f, np.where(st.sign > 0, 1, 2), 0)
+    kind = np.where(accepted, 3, kind)
+    kind = np.where(stale, 4, kind)
+    kind = np.where(noisy, 6, kind)
+    out.kind[i] = np.where(miss & scorable[i], 5, kind)
+    out.is_anomaly[i] = f | accepted | stale | noisy
+    began = np.where(f | accepted, st.start, np.where(stale, i - run[i], -1))
+    out.run_start[i] = np.where(noisy, i - VARIANCE_WINDOW + 1, began)
+    # After an accepted shift the model's level is the new normal: close the anomaly.
+    st.sign = np.where(moved, 0.0, st.sign)
+    st.sign = np.where(ok[i] | miss, st.sign, 0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    t=st.integers(1, 60),
+    n=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+    split=st.integers(0, 60),
+)
+def test_decide_rows_equal_the_numpy_row_step(t: int, n: int, seed: int, split: int) -> None:
+    rng = np.random.default_rng(seed)
+    params = DetectionParams(min_duration=int(rng.integers(1, 4)))
+    x = np.round(rng.gamma(2.0, 5.0, size=(t, n))) * (rng.random((t, n)) > 0.2)
+    x[rng.random((t, n)) < 0.05] = np.nan
+    zeff = rng.normal(0, 4, size=(t, n)) * (rng.random((t, n)) < 0.6)
+    inputs = {
+        "zvar": np.abs(rng.normal(0, 6, size=(t, n))),
+        "ok": np.isfinite(x) & (rng.random((t, n)) < 0.95),
+        "scorable": rng.random((t, n)) < 0.95,
+        "x": x,
+        "shifts": np.where(rng.random((t, n)) < 0.05, rng.normal(0, 0.5, (t, n)), 0.0),
+        "run": np.floor(rng.exponential(3.0, (t, n))),
+        "stale_need": np.where(rng.random((t, n)) < 0.5, np.inf, rng.uniform(2, 8, (t, n))),
+        "wobbly": rng.random((t, n)) < 0.5,
+        "burst_ok": rng.random((t, n)) < 0.7,
+        "settled": rng.random((t, n)) < 0.7,
+        "events": rng.exponential(4.0, (t, n)) * (rng.random((t, n)) < 0.5),
+    }
+
+    def fresh() -> tuple[Any, Any]:
+        out = Detection(*(np.zeros((t, n)) for _ in range(2)),
+                        np.zeros((t, n), dtype=bool), np.zeros((t, n), dtype=np.int8),
+                        *(np.zeros((t, n)) for _ in range(2)),
+                        np.full((t, n), -1, dtype=np.int64), inputs["run"])  # fmt: skip
+        return out, _Open.empty(n)
+
+    want, st_want = fresh()
+    for i in range(t):
+        _numpy_decide_row(
+            i, want, st_want, zeff[i], inputs["zvar"][i], inputs["ok"], inputs["scorable"], x,
+            inputs["shifts"], inputs["run"], inputs["stale_need"], params,
+            inputs["wobbly"][i], inputs["burst_ok"][i], inputs["settled"][i],
+            inputs["events"][i],
+        )  # fmt: skip
+    got, st_got = fresh()
+    thr = params.z
+    limits = (
+        thr, params.hold * thr, params.min_duration, params.burst * thr, params.min_shift,
+        params.zero_events, thr * params.variance_factor, VARIANCE_WINDOW,
+    )  # fmt: skip
+    cut = min(split, t)  # two calls, as two refit periods: the state carries over
+    decide_rows(0, cut, zeff[:cut], inputs, st_got, got, limits)
+    decide_rows(cut, t, zeff[cut:], inputs, st_got, got, limits)
+    for name in ("kind", "is_anomaly", "run_start"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+    for name in ("sign", "start", "streak", "zero", "zero_start"):
+        assert np.array_equal(getattr(st_got, name), getattr(st_want, name)), name

@@ -15,6 +15,11 @@ One optional step: ``declare_level_changes(changes)``, a list of ``(row, column)
 said a series settled on a new normal (feedback, :mod:`detector.calendars.feedback`). A model
 that has it accepts the new level from that row on; for one that has not, the engine hides the
 series' history before the change from the refits after it.
+
+Another: ``end_pass()``, called by the engine once it has forecast the last row of a panel. A
+model that keeps caches the size of the panel between refits (the profile's baseline stacks)
+drops them there, so they are not alive while the detection layer works; what it learned per
+series (``info()``) stays, and a later ``fit`` on any panel builds the caches again.
 """
 
 from __future__ import annotations

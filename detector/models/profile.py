@@ -555,6 +555,17 @@ class SeasonalProfileModel(NoiseModel, BaseEstimator):
             st.undo[4:6, undo] = 0.0
         st.undo[3] = np.where(st.undo[3] > 0, st.undo[3] - 1, 0)
 
+    def end_pass(self) -> SeasonalProfileModel:
+        """Drop the panel-sized caches (baseline stacks, restated history); keep the choices.
+
+        They are about 110 bytes per point and only serve the refits and forecasts of one
+        pass over a panel; the next ``fit`` builds them again.
+        """
+        for name in ("stack_", "sum_stack_", "cnt_stack_", "adjusted_", "expected_hist_"):
+            self.__dict__.pop(name, None)
+        self.panel_id_ = None
+        return self
+
     def declare_level_changes(self, changes: list[tuple[int, int]]) -> SeasonalProfileModel:
         """Series that settled on a new normal level: ``(row, column)`` pairs (feedback).
 

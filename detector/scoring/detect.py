@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 from detector.errors import ConfigError
-from detector.kernels import scale_windows
+from detector.kernels import ScaleWindows, decide_rows
 from detector.models.base import FAMILIES
 from detector.scoring.calibration import (
     NORMAL_MEDIAN_SQ,
@@ -102,29 +102,21 @@ class Detection:
     stale_run: np.ndarray  # length of the current run of unchanged values
 
 
-@dataclass
-class _Scale:
-    """Window sums of one time scale for every row, computed once before deciding.
+class _Scale(ScaleWindows):
+    """Window sums of one time scale, computed refit period by refit period while deciding.
 
-    ``use``: the window is valid, its newest point carries the window's deviation (same sign
-    and at least half the window's mean size, and for windows of 6 and more the newest
-    quarter too: once an outage is over, its zeros still fill the window for a while, but
-    they no longer describe "now"), and the change is large enough to matter
+    ``use`` of a row: the window is valid, its newest point carries the window's deviation
+    (same sign and at least half the window's mean size, and for windows of 6 and more the
+    newest quarter too: once an outage is over, its zeros still fill the window for a while,
+    but they no longer describe "now"), and the change is large enough to matter
     (``min_change``). Windows look for moderate, lasting deviations, so for m > 1 each
     residual is capped at 4 sd: one huge point is judged at m = 1 and must not dominate a
     window sum for a whole window length after it. ``x_sum`` is ``e_sum`` plus the capped
     residuals: the count tail judges the same (winsorised) evidence as the normal z, or the
     raw total of a window that still holds an explosion would flag every quiet bucket after
-    it. Computed in one compiled pass (:func:`detector.kernels.scale_windows`).
+    it. Only ``raw`` and ``valid`` are kept for every row (calibration reads the past); the
+    rest exists for the period being decided (:class:`detector.kernels.ScaleWindows`).
     """
-
-    m: int
-    raw: np.ndarray  # uncalibrated z of the summed residual
-    valid: np.ndarray
-    use: np.ndarray
-    e_sum: np.ndarray
-    x_sum: np.ndarray
-    v_sum: np.ndarray
 
 
 def _scale(
@@ -136,9 +128,7 @@ def _scale(
     m: int,
     params: DetectionParams,
 ) -> _Scale:
-    with np.errstate(invalid="ignore"):
-        out = scale_windows(x, e, var, ok, relative, m, params.min_change, params.min_abs_change)
-    return _Scale(m, *out)
+    return _Scale(x, e, var, ok, relative, m, params.min_change, params.min_abs_change)
 
 
 def _calibrated(
@@ -151,6 +141,7 @@ def _calibrated(
     past squared z over a normal's; the tail factor shrinks z where the past's 99th percentile
     is beyond a normal's (a series that spikes every day should not alert every day).
     """
+    now_use, e_sum, x_sum, v_sum = sc.rows(a, stop)
     use = sc.valid[lo:start] & quiet
     raw2 = sc.raw[lo:start] ** 2
     med, q_tail = past_quantiles(raw2, use, (0.5, TAIL_Q))
@@ -163,9 +154,9 @@ def _calibrated(
     # Counts: negative binomial tails where the normal one could mislead.
     sub = count[a:stop] & (np.abs(z) > 2.0) & sc.valid[a:stop]
     if sub.any():
-        v = sc.v_sum[a:stop] * factor
-        z[sub] = count_tail_z(sc.x_sum[a:stop][sub], sc.e_sum[a:stop][sub], v[sub])
-    z = np.where(sc.use[a:stop], z, 0.0)
+        v = v_sum * factor
+        z[sub] = count_tail_z(x_sum[sub], e_sum[sub], v[sub])
+    z = np.where(now_use, z, 0.0)
     return z, factor
 
 
@@ -293,6 +284,20 @@ def decide(
     z1 = np.zeros((t, n))
     zvar = np.zeros((t, n))
     state = _Open.empty(n)
+    # The row-by-row decision (compiled: detector.kernels.decide_rows) reads these.
+    rows_in = {
+        "zvar": zvar, "ok": ok, "scorable": scorable, "x": x, "shifts": shifts, "run": run,
+        "stale_need": stale_need, "wobbly": wobbly,
+        "burst_ok": ~sums,  # one bucket of a sum (revenue) is never a burst on its own
+        "settled": conf >= 0.95,  # a big accepted shift is news once the history is long
+        "events": events,
+    }  # fmt: skip
+    rows_in = {k: np.ascontiguousarray(v) for k, v in rows_in.items()}
+    thr = params.z
+    limits = (
+        thr, params.hold * thr, params.min_duration, params.burst * thr, params.min_shift,
+        params.zero_events, thr * params.variance_factor, VARIANCE_WINDOW,
+    )  # fmt: skip
     for lo, start, a, stop in refit_periods(bounds, t, window, causal):
         zeff = np.zeros((stop - a, n))
         for sc, factor in zip(scales, params.scale_thresholds, strict=True):
@@ -323,10 +328,7 @@ def decide(
         elif params.direction == "down":
             zeff = np.minimum(zeff, 0.0)
         out.z[a:stop] = zeff
-        for i in range(a, stop):
-            _decide_row(i, out, state, zeff[i - a], zvar[i], ok, scorable, x, shifts, run,
-                        stale_need, params, wobbly[i], ~sums[i],
-                        conf[i] >= 0.95, events[i])  # fmt: skip
+        decide_rows(a, stop, zeff, rows_in, state, out, limits)
     thr, z0 = params.z, params.threshold
     zeff = out.z
     score = zeff * zeff / (zeff * zeff + z0 * z0)
@@ -344,66 +346,3 @@ def decide(
     out.lower = np.where(count | ratio | never_negative, np.maximum(lower, 0.0), lower)
     out.upper = np.where(ratio, np.minimum(upper, 1.0), upper)
     return out
-
-
-def _decide_row(
-    i: int,
-    out: Detection,
-    st: _Open,
-    zi: np.ndarray,
-    zv: np.ndarray,
-    ok: np.ndarray,
-    scorable: np.ndarray,
-    x: np.ndarray,
-    shifts: np.ndarray,
-    run: np.ndarray,
-    stale_need: np.ndarray,
-    params: DetectionParams,
-    wobbly: np.ndarray,
-    burst_ok: np.ndarray,
-    settled_in: np.ndarray,
-    events: np.ndarray,
-) -> None:
-    """Decide row ``i`` for every series from its z and the state left by row ``i - 1``."""
-    thr = params.z
-    side = np.where(np.abs(zi) >= params.hold * thr, np.sign(zi), 0.0)
-    st.streak = np.where(
-        side == 0, 0.0, np.where(np.sign(st.streak) == side, st.streak + side, side)
-    )
-    # Minimum duration: a lone point opens an anomaly only if it is far out (burst).
-    lasting = np.abs(st.streak) >= params.min_duration
-    strong = (np.abs(zi) >= thr) & (lasting | (burst_ok & (np.abs(zi) >= params.burst * thr)))
-    cont = (st.sign != 0) & (zi * st.sign >= params.hold * thr)
-    new = strong & ((st.sign == 0) | (np.sign(zi) != st.sign))
-    st.start = np.where(new, i, st.start)
-    st.sign = np.where(new, np.sign(zi), np.where(strong | cont, st.sign, 0.0))
-    miss = ~np.isfinite(x[i])  # a gap neither opens nor closes an anomaly
-    f = (strong | cont) & ok[i]
-    # An accepted shift is news when it ends an open anomaly or is big; a small re-levelling
-    # of a series nobody was alerted about is the model's business, not an alert.
-    moved = shifts[i] != 0
-    big = (np.abs(shifts[i]) >= params.min_shift) & settled_in
-    accepted = moved & scorable[i] & ((st.sign != 0) | big)
-    # A run of exact zeros where many events were expected: nothing sold at all. The chance
-    # of that by luck is about exp(-expected events); the default 20 leaves room for
-    # overdispersion (e^2 / var underestimates events then, but not always by enough).
-    zero_now = ok[i] & (x[i] == 0) & (events > 0)
-    st.zero_start = np.where(zero_now & (st.zero == 0), i, st.zero_start)
-    st.zero = np.where(zero_now, st.zero + events, np.where(ok[i], 0.0, st.zero))
-    nothing = zero_now & (st.zero >= params.zero_events) & ~f
-    f = f | nothing
-    st.start = np.where(nothing & (st.sign >= 0), st.zero_start, st.start)
-    st.sign = np.where(nothing, -1.0, st.sign)
-    stale = (run[i] >= stale_need[i]) & ok[i] & ~f
-    noisy = (zv >= thr * params.variance_factor) & ok[i] & ~f & ~stale & wobbly
-    kind = np.where(f, np.where(st.sign > 0, 1, 2), 0)
-    kind = np.where(accepted, 3, kind)
-    kind = np.where(stale, 4, kind)
-    kind = np.where(noisy, 6, kind)
-    out.kind[i] = np.where(miss & scorable[i], 5, kind)
-    out.is_anomaly[i] = f | accepted | stale | noisy
-    began = np.where(f | accepted, st.start, np.where(stale, i - run[i], -1))
-    out.run_start[i] = np.where(noisy, i - VARIANCE_WINDOW + 1, began)
-    # After an accepted shift the model's level is the new normal: close the anomaly.
-    st.sign = np.where(moved, 0.0, st.sign)
-    st.sign = np.where(ok[i] | miss, st.sign, 0.0)

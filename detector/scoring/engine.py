@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -44,6 +45,12 @@ from detector.scoring.reasons import WARMING_UP, anomaly_reason, missing_reason
 from detector.types import OUTPUT_COLUMNS
 
 _DETECTION_FIELDS = set(DetectionParams.__dataclass_fields__)
+
+#: Series scored at once by default. A chunk's working memory is about 300 bytes a point (the
+#: model's baseline stacks while it forecasts, the detection layer's window statistics while
+#: it decides), so 250 series x 4 weeks at 5 minutes need about 600 MiB; wider chunks save
+#: little time (the refit loop's fixed cost per chunk is small next to the per-point work).
+CHUNK = 250
 
 
 @dataclass
@@ -133,7 +140,7 @@ def score_panel(
     refit: str = "1D",
     min_history: str = "1D",
     confidence_ramp: str = "14D",
-    chunk: int = 500,
+    chunk: int = CHUNK,
     calendar: Calendar | None = None,
     clock: str = "UTC",
     engine: str | Engine | Any = "local",
@@ -148,6 +155,38 @@ def score_panel(
     caller opened; every engine gives identical results. ``calendar`` applies holidays,
     events and level changes; ``clock`` is the time zone whose wall clock the panel's
     timestamps show (series scored on local time).
+    """
+    parts = list(
+        _scored_parts(
+            panel, model=model, causal=causal, refit=refit, min_history=min_history,
+            confidence_ramp=confidence_ramp, chunk=chunk, calendar=calendar, clock=clock,
+            engine=engine, **params,
+        )
+    )  # fmt: skip
+    return parts[0] if len(parts) == 1 else _stitch(panel, parts)
+
+
+def _scored_parts(
+    panel: Panel,
+    *,
+    model: str | Model = "auto",
+    causal: bool = True,
+    refit: str = "1D",
+    min_history: str = "1D",
+    confidence_ramp: str = "14D",
+    chunk: int = CHUNK,
+    calendar: Calendar | None = None,
+    clock: str = "UTC",
+    engine: str | Engine | Any = "local",
+    finish: Any = None,
+    **params: Any,
+) -> Iterator[Any]:
+    """Each chunk of series scored, in column order: a :class:`ScoredPanel` per chunk, or
+    ``finish(scored)`` of it (run where the chunk was scored).
+
+    In this process the chunks are scored one at a time as the caller asks for them, and
+    each chunk's model is made just before and dropped just after, so only one chunk's
+    working memory is alive at once; another engine runs them all and hands them back.
     """
     det_params, model_params = _split_params(params)
     detection_params = DetectionParams(**det_params)
@@ -175,23 +214,26 @@ def score_panel(
         min_history=min_history,
         confidence_ramp=confidence_ramp,
         detection_params=detection_params,
+        finish=finish,
     )
     if not isinstance(model, str | BaseEstimator):
         # A model object that cannot be cloned is fitted as it is: one pass, in this process.
-        return run(panel=panel, mdl=fresh(), effects=effects)
+        yield run(panel=panel, mdl=fresh(), effects=effects)
+        return
     with open_engine(engine) as eng:
         slices = chunk_slices(n, chunk, eng.slots)
-        if len(slices) == 1 and isinstance(eng, LocalEngine):
-            return run(panel=panel, mdl=fresh(), effects=effects)
-        calls = [
-            {
-                "panel": _columns(panel, cols),
-                "mdl": fresh(),
-                "effects": None if effects is None else effects.columns(cols),
-            }
-            for cols in slices
-        ]
-        return _stitch(panel, eng.map(run, calls))
+
+        def call(cols: slice) -> dict[str, Any]:
+            if len(slices) == 1:
+                return {"panel": panel, "mdl": fresh(), "effects": effects}
+            part = None if effects is None else effects.columns(cols)
+            return {"panel": _columns(panel, cols), "mdl": fresh(), "effects": part}
+
+        if isinstance(eng, LocalEngine):
+            for cols in slices:
+                yield run(**call(cols))
+            return
+        yield from eng.map(run, [call(cols) for cols in slices])
 
 
 def _stitch(panel: Panel, parts: list[ScoredPanel]) -> ScoredPanel:
@@ -220,6 +262,23 @@ def _stitch(panel: Panel, parts: list[ScoredPanel]) -> ScoredPanel:
 
 
 def _score_chunk(
+    panel: Panel,
+    mdl: Model,
+    causal: bool,
+    refit: str,
+    min_history: str,
+    confidence_ramp: str,
+    detection_params: DetectionParams,
+    effects: Effects | None = None,
+    finish: Any = None,
+) -> Any:
+    scored = _score_one(
+        panel, mdl, causal, refit, min_history, confidence_ramp, detection_params, effects
+    )
+    return scored if finish is None else finish(scored)
+
+
+def _score_one(
     panel: Panel,
     mdl: Model,
     causal: bool,
@@ -266,6 +325,9 @@ def _score_chunk(
     history = np.clip(rows - panel.first[None, :] - warm, 0, None)
     confidence = 1.0 / (1.0 + np.clip(1.0 - history / ramp, 0.0, 1.0) * 0.7)
     info = mdl.info()
+    end_pass = getattr(mdl, "end_pass", None)
+    if callable(end_pass):
+        end_pass()  # the model's panel-sized caches are not needed to decide
     view = None
     judged = scorable
     if effects is not None:
@@ -358,75 +420,132 @@ def score_frame(
     if data.empty:
         return pd.DataFrame({c: [] for c in OUTPUT_COLUMNS})
     panel = to_panel(data, freq)
-    scored = score_panel(
+    parts = _scored_parts(
         panel,
         model=model,
         causal=causal,
         sensitivity=sensitivity,
         calendar=calendar,
         clock=clock,
+        finish=_value_columns,
         **params,
     )
-    frame = scored.to_frame()
+    frame = _gather_frame(panel, parts)
     frame.attrs["merged_rows"] = panel.merged_rows
     return frame
 
 
+#: The output columns a chunk hands back; the timestamp and series columns are built once.
+_VALUE_COLUMNS = tuple(c for c in OUTPUT_COLUMNS if c not in ("timestamp", "series"))
+
+
+def _value_columns(sp: ScoredPanel) -> dict[str, np.ndarray]:
+    """A chunk's output table as plain arrays, without its timestamp and series columns."""
+    return _output_arrays(sp, keys=False)
+
+
+def _gather_frame(panel: Panel, parts: Iterable[dict[str, np.ndarray]]) -> pd.DataFrame:
+    """The output table of ``panel`` from its chunks' columns, in series-major order.
+
+    Each chunk's rows are copied into columns allocated once for the whole table, so the
+    table is never held twice (as chunks and as their concatenation) and no chunk's scoring
+    arrays outlive it.
+    """
+    t = len(panel.index)
+    rows = np.arange(t)[:, None]
+    inside = (rows >= panel.first[None, :]) & (rows <= panel.last[None, :])
+    r_idx, c_idx = np.nonzero(inside.T)
+    del inside
+    total = len(c_idx)
+    columns: dict[str, np.ndarray] = {}
+    at = 0
+    for part in parts:
+        size = len(part["value"])
+        for c in _VALUE_COLUMNS:
+            if c not in columns:
+                columns[c] = np.empty(total, dtype=part[c].dtype)
+            columns[c][at : at + size] = part[c]
+        at += size
+        del part
+    if at != total:  # pragma: no cover - a chunk that lost rows is a bug, never output
+        raise AssertionError(f"the chunks gave {at} rows for a table of {total}")
+    # ``kind`` stays an object column, as the chunks' tables have it; the others are inferred
+    # the same way a chunk's table infers them.
+    columns["kind"] = pd.Series(columns["kind"], dtype=object, copy=False)
+    frame = pd.DataFrame(
+        {
+            "timestamp": panel.index[c_idx],
+            "series": np.asarray(panel.series, dtype=object)[r_idx],
+            **columns,
+        },
+        copy=False,
+    )
+    return frame.loc[:, list(OUTPUT_COLUMNS)]
+
+
 def _to_frame(sp: ScoredPanel) -> pd.DataFrame:
+    columns = _output_arrays(sp)
+    columns["kind"] = pd.Series(columns["kind"], dtype=object, copy=False)
+    return pd.DataFrame(columns, copy=False).loc[:, list(OUTPUT_COLUMNS)]
+
+
+def _output_arrays(sp: ScoredPanel, keys: bool = True) -> dict[str, np.ndarray]:
+    """The output table's columns as arrays, series-major (all of series 0 in time order,
+    then series 1, ...); without ``timestamp`` and ``series`` when ``keys`` is false."""
     panel, det = sp.panel, sp.detection
     t, _n = panel.values.shape
     rows = np.arange(t)[:, None]
     inside = (rows >= panel.first[None, :]) & (rows <= panel.last[None, :])
-    # Series-major order: all of series 0 in time order, then series 1, ...
     r_idx, c_idx = np.nonzero(inside.T)
     ti, sj = c_idx, r_idx
     kinds = np.asarray(KIND_CODES, dtype=object)[det.kind[ti, sj]]
     # A bucket with no value is missing data whether or not the series is still warming up.
     kinds[np.isnan(panel.values[ti, sj])] = "missing"
-    ts = panel.index[ti]
-    frame = pd.DataFrame(
-        {
-            "timestamp": ts,
-            "series": np.asarray(panel.series, dtype=object)[sj],
-            "value": panel.values[ti, sj],
-            "expected": sp.forecast.expected[ti, sj],
-            "lower": det.lower[ti, sj],
-            "upper": det.upper[ti, sj],
-            "score": det.score[ti, sj],
-            "is_anomaly": det.is_anomaly[ti, sj],
-            "kind": kinds,
-            "reason": "",
-        }
-    )
     warm = ~sp.scorable[ti, sj]
+    cols: dict[str, np.ndarray] = {
+        "value": panel.values[ti, sj],
+        "expected": sp.forecast.expected[ti, sj],
+        "lower": det.lower[ti, sj],
+        "upper": det.upper[ti, sj],
+        "score": det.score[ti, sj],
+        "is_anomaly": det.is_anomaly[ti, sj],
+        "kind": kinds,
+    }
     for col in ("expected", "lower", "upper", "score"):
-        frame.loc[warm, col] = np.nan
-    reasons = frame["reason"].to_numpy(dtype=object)
+        cols[col][warm] = np.nan
+    reasons = np.full(len(ti), "", dtype=object)
     reasons[warm] = WARMING_UP
-    for k in np.flatnonzero(frame["is_anomaly"].to_numpy()):
+    index = panel.index
+    for k in np.flatnonzero(cols["is_anomaly"]):
         start = det.run_start[ti[k], sj[k]]
-        began = panel.index[start] if start >= 0 else ts[k]
+        at = index[ti[k]]
+        began = index[start] if start >= 0 else at
         reasons[k] = anomaly_reason(
             panel.series[sj[k]],
             kinds[k],
-            ts[k],
+            at,
             panel.values[ti[k], sj[k]],
             sp.forecast.expected[ti[k], sj[k]],
             det.lower[ti[k], sj[k]],
             det.upper[ti[k], sj[k]],
-            ts[k] - began + panel.freq,
+            at - began + panel.freq,
         )
     for k in np.flatnonzero(kinds == "missing"):
-        reasons[k] = missing_reason(panel.series[sj[k]], ts[k])
+        reasons[k] = missing_reason(panel.series[sj[k]], index[ti[k]])
     if sp.calendar is not None:
-        _calendar_rows(frame, reasons, sp.calendar, ti, sj, warm | (kinds == "missing"))
-    frame["reason"] = reasons
-    frame["kind"] = frame["kind"].astype(object)
-    return frame.loc[:, list(OUTPUT_COLUMNS)]
+        _calendar_rows(cols, reasons, sp.calendar, ti, sj, warm | (kinds == "missing"))
+    cols["reason"] = reasons
+    if keys:
+        cols = {
+            "timestamp": index[ti],
+            "series": np.asarray(panel.series, dtype=object)[sj],
+            **cols,
+        }
+    return cols
 
 
 def _calendar_rows(
-    frame: pd.DataFrame,
+    cols: dict[str, np.ndarray],
     reasons: np.ndarray,
     cal: Expectation,
     ti: np.ndarray,
@@ -439,10 +558,10 @@ def _calendar_rows(
     under = (label >= 0) & ~skip
     muted = cal.muted[ti, sj] & under
     for col in ("score", "lower", "upper"):
-        frame.loc[muted, col] = np.nan
+        cols[col][muted] = np.nan
     # "Higher, no limit": no upper bound.
-    frame.loc[np.isinf(frame["upper"].to_numpy(dtype=float)), "upper"] = np.nan
-    flagged = frame["is_anomaly"].to_numpy(dtype=bool)
+    cols["upper"][np.isinf(cols["upper"])] = np.nan
+    flagged = cols["is_anomaly"]
     for k in np.flatnonzero(under):
         name = names[label[k]]
         if muted[k]:

@@ -142,3 +142,41 @@ def test_a_model_instance_is_cloned_not_mutated():
     by_name = score_panel(panel, model="profile", weeks=2, chunk=2).to_frame()
     same(by_object, by_name)
     assert not hasattr(model, "stack_")
+
+
+def test_the_table_gathered_chunk_by_chunk_equals_the_stitched_panel_exactly():
+    """score_frame builds its table from each chunk's columns (never holding every chunk's
+    scoring arrays at once): the same table, dtypes included, as the whole panel's."""
+    from detector.calendars.calendar import Calendar
+    from detector.calendars.events import Event
+    from detector.panel import to_panel
+    from detector.scoring import score_panel
+
+    frames = [seasonal_counts(days=9, seed=s, series=f"s{s}", level=10 + 10 * s) for s in range(5)]
+    data = pd.concat(frames, ignore_index=True)
+    data.loc[data.index[3000:3040], "value"] = 0.0  # an incident, so reasons are written
+    start = pd.Timestamp("2026-01-10 10:00", tz="UTC")
+    promo = Event("promo", start, start + pd.Timedelta("4h"), expect="higher", factor=1.5)
+    calendar = Calendar(events=[promo])
+    for cal in (None, calendar):
+        gathered = score_frame(data, chunk=2, calendar=cal)
+        stitched = score_panel(to_panel(data), chunk=100, calendar=cal).to_frame()
+        pd.testing.assert_frame_equal(gathered, stitched, check_exact=True)
+        assert gathered["is_anomaly"].any()
+    assert gathered["reason"].str.contains("promo").any()
+
+
+def test_a_model_drops_its_panel_sized_caches_after_the_pass():
+    from detector.models import create_model
+    from detector.panel import to_panel
+
+    panel = to_panel(seasonal_counts(days=9))
+    model = create_model("profile").fit(panel, 288 * 8)
+    model.predict(panel, 288 * 8, 288 * 9)
+    assert model.stack_.shape[1:] == panel.values.shape
+    info = model.info()
+    model.end_pass()
+    assert not hasattr(model, "stack_") and not hasattr(model, "adjusted_")
+    assert model.info().baseline.tolist() == info.baseline.tolist()
+    model.fit(panel, 288 * 8)  # a new pass builds them again
+    assert model.stack_.shape[1:] == panel.values.shape
