@@ -28,10 +28,12 @@ detector.errors.ConfigError: The 'engine' parameter must be 'local' or 'dask'. G
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -61,6 +63,9 @@ ENGINES: tuple[str, ...] = ("local", "dask")
 CONNECT_TIMEOUT = 10.0
 
 INSTALL_HINT = "pip install 'detector[dask]'"
+
+#: Seconds, beyond the connect timeout, for whatever accepted the connection to answer.
+_ANSWER_MARGIN = 1.0
 
 
 class EngineError(DetectorError):
@@ -263,16 +268,28 @@ def _connect(address: str, timeout: float) -> Iterator[Client]:
     from distributed import Client
 
     try:
+        info = _identify(address, timeout)
+        if info.get("type") != "Scheduler":
+            raise EngineError(
+                f"{address} answers as a dask {info.get('type', 'server')}, not a scheduler; "
+                "pass the scheduler's address (`dask scheduler` prints it)"
+            )
         client = Client(address, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise EngineError(
-            f"cannot reach the dask scheduler at {address} within {timeout:g} s ({exc}); "
-            "check the address and that `dask scheduler` runs there, or use --engine local"
-        ) from exc
     except ValueError as exc:  # an address distributed cannot parse
         raise ConfigError(
             f"The 'scheduler' parameter must be a dask scheduler address such as "
             f"tcp://10.0.0.5:8786. Got {address!r} instead ({exc})."
+        ) from exc
+    except TimeoutError as exc:  # past the connect: something listens there, but not dask
+        raise EngineError(
+            f"{address} accepted the connection but did not answer as a dask scheduler within "
+            f"{timeout + _ANSWER_MARGIN:g} s; check the address (another service's port?), or "
+            "use --engine local"
+        ) from exc
+    except OSError as exc:
+        raise EngineError(
+            f"cannot reach the dask scheduler at {address} within {timeout:g} s ({exc}); check "
+            "the address and that `dask scheduler` runs there, or use --engine local"
         ) from exc
     try:
         try:
@@ -287,6 +304,32 @@ def _connect(address: str, timeout: float) -> Iterator[Client]:
         yield client
     finally:
         client.close()
+
+
+def _identify(address: str, timeout: float) -> dict[str, Any]:
+    """What answers at ``address`` (its ``identity``), within ``timeout`` seconds in all.
+
+    ``distributed.Client`` bounds the TCP connect by its timeout but not the handshake after
+    it, so a port held by something else (a web server, a broker) would hang it for good. This
+    asks first, under one deadline, on an event loop of its own (a notebook's loop may run).
+    """
+
+    async def ask() -> dict[str, Any]:
+        from distributed.comm import connect
+
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return dict(await comm.read())
+        finally:
+            comm.abort()
+
+    async def bounded() -> dict[str, Any]:
+        # Past the connect's own deadline, so that a refused port fails as refused.
+        return await asyncio.wait_for(ask(), timeout + _ANSWER_MARGIN)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="detector-dask-probe") as pool:
+        return pool.submit(asyncio.run, bounded()).result()
 
 
 @contextmanager

@@ -55,11 +55,22 @@ def shop() -> pd.DataFrame:
     return data[data["series"].isin(keep)].reset_index(drop=True)
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, read and released)."""
+@pytest.fixture
+def closed_port() -> Iterator[str]:
+    """A loopback address that refuses connections: bound (so nothing else takes the port
+    while the test runs) but not listening."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
+def silent_port() -> Iterator[str]:
+    """A loopback address that accepts connections and never answers (another service)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(4)
+        yield f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "retrospective"])
@@ -221,17 +232,37 @@ def test_without_dask_the_message_says_what_to_install(series_csv, monkeypatch):
         api.score(pd.DataFrame({"timestamp": ["2026-01-05"], "value": [1.0]}), engine="dask")
 
 
-def test_a_scheduler_that_does_not_answer_fails_in_time_naming_it(series_csv, monkeypatch):
-    address = f"tcp://127.0.0.1:{free_port()}"
+def test_a_scheduler_that_does_not_answer_fails_in_time_naming_it(
+    series_csv, closed_port, monkeypatch
+):
     monkeypatch.setattr(engines_module, "CONNECT_TIMEOUT", 1.0)
     started = time.monotonic()
-    res = CliRunner().invoke(
-        main, ["score", str(series_csv), "-o", "-", "--engine", "dask", "--scheduler", address]
-    )
+    args = ["score", str(series_csv), "-o", "-", "--engine", "dask", "--scheduler", closed_port]
+    res = CliRunner().invoke(main, args)
     assert res.exit_code == 1, res.output
-    assert f"cannot reach the dask scheduler at {address} within 1 s" in res.output
+    assert f"cannot reach the dask scheduler at {closed_port} within 1 s" in res.output
     assert time.monotonic() - started < 10
     assert "Traceback" not in res.output
+
+
+def test_a_port_that_accepts_and_never_answers_does_not_hang(silent_port):
+    # distributed.Client alone would wait for this handshake forever.
+    started = time.monotonic()
+    with (
+        pytest.raises(EngineError, match=f"{silent_port} accepted the connection but did not"),
+        open_engine("dask", scheduler=silent_port, timeout=1.0),
+    ):
+        pass
+    assert time.monotonic() - started < 5
+
+
+def test_a_worker_s_address_is_not_taken_for_the_scheduler_s(cluster):
+    worker = next(iter(cluster.client.nthreads()))
+    with (
+        pytest.raises(EngineError, match=f"{worker} answers as a dask Worker, not a scheduler"),
+        open_engine("dask", scheduler=worker, timeout=2.0),
+    ):
+        pass
 
 
 def test_a_scheduler_without_workers_fails_in_time_naming_it():
