@@ -7,7 +7,7 @@ Usage::
 Generates ``--series`` seasonal series of ``--weeks`` weeks at 5 minutes
 (:func:`detector.datasets.shop.make_panel`, as ``benchmarks/speed.py``) and scores them
 causally with :func:`detector.scoring.score_frame` (``detector score`` without file I/O) three
-times: in this process (``--engine local``: chunks of up to 500 series), in this process cut
+times: in this process (``--engine local``: ``score_panel``'s default chunks), in this process cut
 into the chunks the cluster gets (one per worker: what the split alone costs), and on a
 ``LocalCluster`` of ``--workers`` single-threaded worker processes (``--engine dask``). The
 three tables must be identical (checked exactly). Wall and CPU seconds are printed for each,
@@ -24,6 +24,7 @@ score a small panel once, so imports and the compiled kernels' first load are no
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import statistics
 import sys
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from detector.datasets.shop import make_panel
-    from detector.scoring import score_frame
+    from detector.scoring import score_frame, score_panel
     from detector.scoring.engines import chunk_slices, open_engine
 
     data = make_panel(n_series=args.series, weeks=args.weeks, seed=0)
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return out, wall, time.process_time() - c0
 
     local, t_local, cpu_local = run()
-    split = len(chunk_slices(args.series, 500, args.workers))
+    chunk = inspect.signature(score_panel).parameters["chunk"].default
+    split = len(chunk_slices(args.series, chunk, args.workers))
     width = -(-args.series // split)
     local_split, t_split, cpu_split = run(chunk=width)
     pd.testing.assert_frame_equal(local_split, local, check_exact=True)
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("| score_frame | wall s | CPU s |")
     print("|---|---:|---:|")
-    print(f"| --engine local (chunks of up to 500) | {t_local:.2f} | {cpu_local:.2f} |")
+    print(f"| --engine local (chunks of up to {chunk}) | {t_local:.2f} | {cpu_local:.2f} |")
     print(
         f"| local, {split} chunks of {width} (the tasks' split) | {t_split:.2f} | {cpu_split:.2f} |"
     )
