@@ -8,7 +8,7 @@ Generates ``--series`` seasonal count/sum series of ``--weeks`` weeks at 5 minut
 :func:`detector.datasets.shop.make_panel` and scores them causally with
 :func:`detector.scoring.score_frame` (the same call as ``detector score``, without file I/O).
 Prints wall time per stage and the process's peak resident memory. The target is 1,000 series
-x 8,064 points in <= 60 s with <= 4 GiB on a 2-core machine.
+x 8,064 points in <= 30 s with <= 2 GiB on a 2-core machine (one process, ``--engine local``).
 """
 
 from __future__ import annotations
