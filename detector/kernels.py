@@ -255,16 +255,25 @@ def _scale_windows(
 
 
 class ScaleWindows:
-    """The window statistics of one time scale (see ``detector.scoring.detect._Scale``), row
-    range by row range, in order.
+    """The detection layer's window statistics of one time scale ``m``, row range by row
+    range, in order (:func:`detector.scoring.detect.decide` asks for one refit period at a
+    time).
 
-    ``raw`` (the uncalibrated z of the summed residual) and ``valid`` are kept for every row,
-    since calibration reads the past; :meth:`rows` returns, for the rows it was asked for
-    only, ``use`` (``carries & big & valid``: the only way the decision reads those three),
-    ``e_sum``, ``x_sum`` and ``v_sum``. The running sums carry over from one call to the
-    next, so the statistics of a range equal those of one pass over the whole panel: the
-    same additions, in the same order, as the numpy code (cumulative sums minus the
-    cumulative sums ``m`` rows earlier).
+    ``raw`` (the uncalibrated z of the residual summed over the window) and ``valid`` are kept
+    for every row, since calibration reads the past. :meth:`rows` returns, for the rows asked
+    for only: ``use``, true where the window is valid, its newest point carries the window's
+    deviation (same sign and at least half the window's mean size, and for windows of 6 and
+    more the newest quarter too: once an outage is over its zeros still fill the window for a
+    while, but no longer describe "now"), and the change is large enough to matter
+    (``min_change`` of the level for counts and sums, ``min_abs_change``); then ``e_sum``,
+    ``x_sum`` and ``v_sum``, the window's expected total, winsorised actual total and
+    variance. For ``m > 1`` each residual is capped at 4 sd: one huge point is judged at
+    ``m = 1`` and must not dominate a window for a whole window length after it, and the count
+    tail judges the same winsorised evidence as the normal z.
+
+    The running sums carry over from one call to the next, so a range's statistics equal those
+    of one pass over the whole panel: the same additions, in the same order, as the numpy code
+    (cumulative sums minus the cumulative sums ``m`` rows earlier).
     """
 
     def __init__(
@@ -303,22 +312,6 @@ class ScaleWindows:
             *self._inputs, self.m, self.h, *self._limits, int(a), int(stop),
             self._c, self._ring, self.raw, self.valid,
         )  # fmt: skip
-
-
-def scale_windows(
-    x: np.ndarray,
-    e: np.ndarray,
-    var: np.ndarray,
-    ok: np.ndarray,
-    relative: np.ndarray,
-    m: int,
-    min_change: float,
-    min_abs_change: float,
-) -> tuple[np.ndarray, ...]:
-    """:class:`ScaleWindows` of every row at once: ``raw, valid, use, e_sum, x_sum, v_sum``."""
-    sw = ScaleWindows(x, e, var, ok, relative, m, min_change, min_abs_change)
-    use, e_sum, x_sum, v_sum = sw.rows(0, x.shape[0])
-    return sw.raw, sw.valid, use, e_sum, x_sum, v_sum
 
 
 @_jit

@@ -102,37 +102,8 @@ class Detection:
     stale_run: np.ndarray  # length of the current run of unchanged values
 
 
-class _Scale(ScaleWindows):
-    """Window sums of one time scale, computed refit period by refit period while deciding.
-
-    ``use`` of a row: the window is valid, its newest point carries the window's deviation
-    (same sign and at least half the window's mean size, and for windows of 6 and more the
-    newest quarter too: once an outage is over, its zeros still fill the window for a while,
-    but they no longer describe "now"), and the change is large enough to matter
-    (``min_change``). Windows look for moderate, lasting deviations, so for m > 1 each
-    residual is capped at 4 sd: one huge point is judged at m = 1 and must not dominate a
-    window sum for a whole window length after it. ``x_sum`` is ``e_sum`` plus the capped
-    residuals: the count tail judges the same (winsorised) evidence as the normal z, or the
-    raw total of a window that still holds an explosion would flag every quiet bucket after
-    it. Only ``raw`` and ``valid`` are kept for every row (calibration reads the past); the
-    rest exists for the period being decided (:class:`detector.kernels.ScaleWindows`).
-    """
-
-
-def _scale(
-    x: np.ndarray,
-    e: np.ndarray,
-    var: np.ndarray,
-    ok: np.ndarray,
-    relative: np.ndarray,
-    m: int,
-    params: DetectionParams,
-) -> _Scale:
-    return _Scale(x, e, var, ok, relative, m, params.min_change, params.min_abs_change)
-
-
 def _calibrated(
-    sc: _Scale, quiet: np.ndarray, lo: int, start: int, a: int, stop: int, count: np.ndarray
+    sc: ScaleWindows, quiet: np.ndarray, lo: int, start: int, a: int, stop: int, count: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Calibrated z of one scale for rows ``[a, stop)`` from past rows ``[lo, start)``.
 
@@ -247,7 +218,12 @@ def decide(
     wobbly = ratio | (family == FAMILIES.index("level"))
     # One bucket of a sum (revenue) can be a single huge order: never an alert on its own.
     sums = family == FAMILIES.index("continuous")
-    scales = [_scale(x, expected, variance, ok, relative, m, params) for m in SCALES]
+    # Each scale's window statistics, computed period by period as the rows are decided.
+    scales = [
+        ScaleWindows(x, expected, variance, ok, relative, m, params.min_change,
+                     params.min_abs_change)
+        for m in SCALES
+    ]  # fmt: skip
     conf = confidence if confidence is not None else np.ones((t, n))
     seen = np.where(scorable, x, np.nan)
     run = stale_runs(seen)
