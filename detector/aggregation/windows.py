@@ -676,12 +676,15 @@ class WindowAggregator:
             return  # an assigned partition has said nothing yet: it may hold older events
         idle, since = self._idle, self._idle_since
         active = [m for p, m in self._part_max.items() if p not in idle]
+        # An idle partition known from another instance's word (or doubted after a restore or
+        # a rebalance) may have spoken since: it holds the watermark at its newest event plus
+        # the wall-clock time since it went quiet, as stream time would have moved on
+        # (idle_partitions). It does so even when every other partition is idle too: a
+        # merger that takes over finds them all idle in the state it loads, and the
+        # partition its dead predecessor was reading still has records on their way.
+        active += [m + max(0.0, self._now - since[p])
+                   for p, m in self._part_max.items() if p in idle and p in since]  # fmt: skip
         if active:
-            # An idle partition known from another instance's word may have spoken since:
-            # it holds the watermark at its newest event plus the wall-clock time since it
-            # went quiet, as stream time would have moved on (idle_partitions).
-            active += [m + max(0.0, self._now - since[p])
-                       for p, m in self._part_max.items() if p in idle and p in since]  # fmt: skip
             self.watermark = max(self.watermark, min(active) - self.lateness)
         elif self._part_max:  # every partition read to its end: nothing older is on its way
             self.watermark = max(self.watermark, max(self._part_max.values()) - self.lateness)
@@ -695,9 +698,9 @@ class WindowAggregator:
 
         ``since`` (wall clock): the word comes from another instance, which read them
         (:mod:`detector.stream.sharing`); their next events may already be on their way
-        while this consumer reads others' at full speed. Until such a partition speaks, it
-        lets the watermark run ahead of its newest event only as fast as the wall clock
-        (:meth:`tick`), unless every partition is idle: so a backlog flushed into every
+        while this consumer reads others' at full speed. Until such a partition speaks (or
+        its reader finds it idle itself), it lets the watermark run ahead of its newest event
+        only as fast as the wall clock (:meth:`tick`): so a backlog flushed into every
         partition at once is not judged late on the partitions forwarded last.
         """
         for p in partitions:

@@ -422,6 +422,31 @@ def test_a_partition_idle_on_another_instances_word_holds_the_watermark_to_the_w
     assert late_after_burst(since=None) > 100  # read to its end by this consumer: trusted
 
 
+def test_a_merger_that_restores_every_partition_idle_still_waits_for_the_doubted_one():
+    """A merger dies while it reads partition 1, which it had found at its end; its state
+    says every partition is idle. The merger that takes over doubts those marks (the dead
+    one's partition may hold records it never committed) while the other partitions' records
+    come in at full speed: the watermark must not jump to their newest event, or partition
+    1's records would all be judged late once its new reader forwards them. (This failed
+    `tests/stream/test_scale_out.py` whenever the new merger folded the others first.)"""
+    events = [e for e in make_events(n=1200, seed=3, span=3 * 3600) if "market" in e]
+    first, rest = events[:100], events[100:]
+    agg = WindowAggregator(parse_pipeline(PIPELINE))
+    agg.expect_partitions([0, 1])
+    agg.add(first[::2], partitions=[0] * len(first[::2]))
+    agg.add(first[1::2], partitions=[1] * len(first[1::2]))
+    agg.idle_partitions([0, 1])  # the dead merger read both to their end
+    heir = WindowAggregator(parse_pipeline(PIPELINE))
+    heir.restore(agg.snapshot())
+    heir.doubt_idle(1_000.0)  # what the runner does after loading a state
+    heir.add(rest[::2], partitions=[0] * len(rest[::2]))  # partition 0 forwarded at once
+    heir.idle_partitions([0], since=1_001.0)  # ... and found at its end by its reader
+    heir.tick(1_002.0)
+    newest_1 = max(datetime.fromisoformat(e["ts"]).timestamp() for e in first[1::2])
+    assert heir.watermark <= newest_1 + 2 - heir.lateness
+    assert heir.add(rest[1::2], partitions=[1] * len(rest[1::2])) == []  # none late
+
+
 # -- exemplars: each window's last event, so an alert can be followed back to its events --------
 
 
