@@ -135,15 +135,16 @@ def score(
     reason. Missing buckets appear with an empty value and kind 'missing'.
     """
     from detector.io.series import Columns, read_series, write_scores
-    from detector.models import create_model
     from detector.panel import parse_freq
     from detector.scoring import DetectionParams, score_frame
+    from detector.scoring.engine import check_scoring
     from detector.scoring.engines import check_engine, open_engine
 
-    # Usage errors first, before reading a possibly large file.
+    # Usage errors first, before reading a possibly large file. Engine parameters (refit,
+    # min_history, confidence_ramp, chunk) pass through -p as well.
     extra = parse_params(params)
+    check_scoring(model, extra)
     detection = {k: v for k, v in extra.items() if k in DetectionParams.__dataclass_fields__}
-    create_model(model, **{k: v for k, v in extra.items() if k not in detection})
     DetectionParams(sensitivity=sensitivity, **detection)
     if freq is not None:
         parse_freq(freq)

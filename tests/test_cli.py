@@ -137,9 +137,25 @@ def test_params_reach_the_model_and_the_decisions(series_csv, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_engine_params_pass_through_p_and_change_no_number(series_csv, tmp_path):
+    """``-p chunk=1`` (series scored one at a time, less memory) and ``-p refit=1D`` reach
+    the engine, not the model, and the table is the same as with the defaults."""
+    base = ["score", str(series_csv), "-o"]
+    assert CliRunner().invoke(main, [*base, str(tmp_path / "a.csv")]).exit_code == 0
+    result = CliRunner().invoke(main, [*base, str(tmp_path / "b.csv"), "-p", "chunk=1",
+                                       "-p", "refit=1D"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv"))
+
+
 @pytest.mark.parametrize(
     ("param", "message"),
-    [("nonsense=1", "nonsense"), ("direction=sideways", "direction"), ("oops", "KEY=VALUE")],
+    [
+        ("nonsense=1", "nonsense"),
+        ("direction=sideways", "direction"),
+        ("oops", "KEY=VALUE"),
+        ("chunk=0", "'chunk' parameter must be an int >= 1"),
+    ],
 )
 def test_bad_params_exit_2(series_csv, tmp_path, param, message):
     out = tmp_path / "scored.csv"

@@ -91,17 +91,28 @@ def _split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
 _ENGINE_PARAMS = ("refit", "min_history", "confidence_ramp", "chunk")
 
 
+def _check_chunk(chunk: Any) -> None:
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ConfigError(f"The 'chunk' parameter must be an int >= 1. Got {chunk!r} instead.")
+
+
 def check_scoring(model: str, params: dict[str, Any]) -> None:
     """Raise ConfigError if ``model`` or one of ``params`` would be rejected by scoring.
 
     Pipelines call this on load, so a typo fails ``detector validate`` rather than a run.
 
-    >>> check_scoring("auto", {"threshold": 6, "refit": "1D"})
+    >>> check_scoring("auto", {"threshold": 6, "refit": "1D", "chunk": 100})
+    >>> check_scoring("auto", {"chunk": 0})
+    Traceback (most recent call last):
+    ...
+    detector.errors.ConfigError: The 'chunk' parameter must be an int >= 1. Got 0 instead.
     >>> check_scoring("auto", {"treshold": 6})
     Traceback (most recent call last):
     ...
     detector.errors.ConfigError: ...treshold...
     """
+    if "chunk" in params:
+        _check_chunk(params["chunk"])
     rest = {k: v for k, v in params.items() if k not in _ENGINE_PARAMS}
     det, mod = _split_params(rest)
     try:
@@ -190,6 +201,7 @@ def _scored_parts(
     """
     det_params, model_params = _split_params(params)
     detection_params = DetectionParams(**det_params)
+    _check_chunk(chunk)
     if isinstance(model, str):
         _make_model(model, causal, model_params)  # bad names/parameters fail before any work
     check_engine(engine)
