@@ -182,6 +182,10 @@ def run(
     group = group or (kafka.group if kafka is not None and kafka.group else None)
     group = group or f"detector-{pipeline.name}"
     store = open_store(_store_url(pipeline, store_url))
+    # Load (or compile) the scoring's compiled loops now, not in the first round mid-stream.
+    from detector.scoring.engine import warm_up
+
+    logging.getLogger("detector").debug("scoring loops ready in %.1f s", warm_up())
     metrics = None
     if metrics_port is not None:
         from detector.ops.metrics import StreamMetrics

@@ -398,3 +398,20 @@ def test_decide_rows_equal_the_numpy_row_step(t: int, n: int, seed: int, split: 
         assert np.array_equal(getattr(got, name), getattr(want, name)), name
     for name in ("sign", "start", "streak", "zero", "zero_start"):
         assert np.array_equal(getattr(st_got, name), getattr(st_want, name)), name
+
+
+def test_warm_up_loads_every_compiled_loop_scoring_uses():
+    """``detector run`` warms up before joining its group, so no scoring round mid-stream
+    waits for numba: in a fresh process, warm_up leaves nothing for scoring to compile."""
+    import ast
+    import subprocess
+    import sys
+
+    code = (
+        "from detector.scoring.engine import warm_up; warm_up(); "
+        "from detector import kernels; print(sorted(kernels._compiled))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(ast.literal_eval(out.stdout.strip().splitlines()[-1]))
+    assert {"_lag_summary", "_window_sums", "_normal_equations3", "_scale_windows",
+            "_choice_sums", "_choice_error", "_decide_rows"} <= loaded  # fmt: skip
