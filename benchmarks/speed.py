@@ -29,6 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--weeks", type=int, default=4)
     parser.add_argument("--model", default="auto")
+    parser.add_argument(
+        "--chunk", type=int, default=None, help="Series per chunk (default: the engine's)."
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="Score under cProfile and print where the time went (slower than without).",
+    )
+    parser.add_argument("--write", metavar="PATH", help="Also write the generated series here.")
     args = parser.parse_args(argv)
 
     from detector.datasets.shop import make_panel
@@ -36,8 +45,20 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     data = make_panel(n_series=args.series, weeks=args.weeks, seed=0)
+    if args.write:  # e.g. .parquet, to time the whole `detector score` command on it
+        data.to_parquet(args.write) if args.write.endswith(".parquet") else data.to_csv(
+            args.write, index=False
+        )
+    chunk = {} if args.chunk is None else {"chunk": args.chunk}
     t1 = time.perf_counter()
-    out = score_frame(data, model=args.model, causal=True)
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        out = profiler.runcall(score_frame, data, model=args.model, causal=True, **chunk)
+    else:
+        out = score_frame(data, model=args.model, causal=True, **chunk)
     t2 = time.perf_counter()
     points = len(data)
     print(f"### Speed: {args.series} series x {points // args.series} points, model {args.model}")
@@ -52,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{int(out['is_anomaly'].sum()):,} anomalous points; "
         f"peak memory {peak_rss_gib():.2f} GiB"
     )
+    if args.profile:
+        print()
+        print("Where the time went (cProfile, cumulative seconds, the scoring's own functions):")
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("cumulative").print_stats(
+            r"detector/(panel|kernels|models/(profile|noise|seasonality)|scoring/(engine|detect|calibration))",
+            25,
+        )
     return 0
 
 
