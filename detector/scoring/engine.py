@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -167,29 +168,37 @@ def score_panel(
     events and level changes; ``clock`` is the time zone whose wall clock the panel's
     timestamps show (series scored on local time).
     """
-    parts = list(
-        _scored_parts(
-            panel, model=model, causal=causal, refit=refit, min_history=min_history,
-            confidence_ramp=confidence_ramp, chunk=chunk, calendar=calendar, clock=clock,
-            engine=engine, **params,
-        )
-    )  # fmt: skip
+    # (The first statement: locals() holds exactly the arguments.)
+    parts = list(_scored_parts(panel, None, **_options(locals())))
     return parts[0] if len(parts) == 1 else _stitch(panel, parts)
+
+
+def _options(arguments: dict[str, Any]) -> dict[str, Any]:
+    """:func:`score_panel`'s keyword arguments from its ``locals()`` (``params`` flattened)."""
+    options = {k: v for k, v in arguments.items() if k not in ("panel", "params")}
+    return options | arguments["params"]
+
+
+def _panel_options(**given: Any) -> dict[str, Any]:
+    """``given`` completed with :func:`score_panel`'s defaults, as it would receive them."""
+    bound = inspect.signature(score_panel).bind(None, **given)
+    bound.apply_defaults()
+    return _options(dict(bound.arguments))
 
 
 def _scored_parts(
     panel: Panel,
+    finish: Any,
     *,
-    model: str | Model = "auto",
-    causal: bool = True,
-    refit: str = "1D",
-    min_history: str = "1D",
-    confidence_ramp: str = "14D",
-    chunk: int = CHUNK,
-    calendar: Calendar | None = None,
-    clock: str = "UTC",
-    engine: str | Engine | Any = "local",
-    finish: Any = None,
+    model: str | Model,
+    causal: bool,
+    refit: str,
+    min_history: str,
+    confidence_ramp: str,
+    chunk: int,
+    calendar: Calendar | None,
+    clock: str,
+    engine: str | Engine | Any,
     **params: Any,
 ) -> Iterator[Any]:
     """Each chunk of series scored, in column order: a :class:`ScoredPanel` per chunk, or
@@ -273,20 +282,9 @@ def _stitch(panel: Panel, parts: list[ScoredPanel]) -> ScoredPanel:
     )  # fmt: skip
 
 
-def _score_chunk(
-    panel: Panel,
-    mdl: Model,
-    causal: bool,
-    refit: str,
-    min_history: str,
-    confidence_ramp: str,
-    detection_params: DetectionParams,
-    effects: Effects | None = None,
-    finish: Any = None,
-) -> Any:
-    scored = _score_one(
-        panel, mdl, causal, refit, min_history, confidence_ramp, detection_params, effects
-    )
+def _score_chunk(finish: Any = None, **chunk: Any) -> Any:
+    """A task: one chunk scored (:func:`_score_one`), then ``finish`` applied to it there."""
+    scored = _score_one(**chunk)
     return scored if finish is None else finish(scored)
 
 
@@ -457,16 +455,11 @@ def score_frame(
     if data.empty:
         return pd.DataFrame({c: [] for c in OUTPUT_COLUMNS})
     panel = to_panel(data, freq)
-    parts = _scored_parts(
-        panel,
-        model=model,
-        causal=causal,
-        sensitivity=sensitivity,
-        calendar=calendar,
-        clock=clock,
-        finish=_value_columns,
+    options = _panel_options(
+        model=model, causal=causal, sensitivity=sensitivity, calendar=calendar, clock=clock,
         **params,
-    )
+    )  # fmt: skip
+    parts = _scored_parts(panel, _value_columns, **options)
     frame = _gather_frame(panel, parts)
     frame.attrs["merged_rows"] = panel.merged_rows
     return frame
